@@ -1,0 +1,228 @@
+"""Cross-request dynamic batching: one queue per model, one compute thread per device.
+
+Requests put their tokenized sequences on their model's queue. A batching loop per
+model waits briefly for work to accumulate (at most `max_wait_ms` once something is
+queued), takes sequences first-come first-served up to the token budget, sorts them
+by length so that padding stays small, cuts them into forward passes of at most
+`max_batch_tokens` padded tokens and `max_batch_pairs` sequences, and runs them on
+the device's single compute thread. Sequences of requests that were cancelled or ran
+past their deadline are dropped before compute. Each request gets its own rows back
+in its own order.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import dataclasses
+import logging
+import time
+from typing import Sequence
+
+import torch
+
+from sidecar import metrics
+from sidecar.backend import Backend, TokenizedSequence
+from sidecar.errors import LimitExceeded
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchLimits:
+    max_batch_tokens: int = 16384
+    max_batch_pairs: int = 128
+    max_wait_ms: float = 2.0
+    max_queue_pairs: int = 20000
+
+
+@dataclasses.dataclass(eq=False)
+class Job:
+    """The sequences of one request, and where their results go."""
+
+    sequences: list[TokenizedSequence]
+    deadline: float | None  # time.monotonic() value, None = no deadline
+    future: asyncio.Future
+    enqueued_at: float = dataclasses.field(default_factory=time.monotonic)
+    rows: list[torch.Tensor | None] = dataclasses.field(default_factory=list)
+    remaining: int = 0
+    started_at: float | None = None  # first forward pass carrying this job
+    compute_seconds: float = 0.0
+    abandoned: bool = False  # cancelled by the client or past its deadline
+
+    def __post_init__(self) -> None:
+        self.rows = [None] * len(self.sequences)
+        self.remaining = len(self.sequences)
+
+    def is_dead(self, now: float) -> bool:
+        return self.abandoned or self.future.done() or (self.deadline is not None and now >= self.deadline)
+
+
+@dataclasses.dataclass
+class _Item:
+    job: Job
+    slot: int
+
+    @property
+    def length(self) -> int:
+        return len(self.job.sequences[self.slot].ids)
+
+
+def plan_batches(lengths: Sequence[int], max_tokens: int, max_pairs: int) -> list[list[int]]:
+    """Groups item indices into forward passes, shortest first.
+
+    Each group's padded size (longest length x count) stays within max_tokens and
+    its count within max_pairs; a single over-long item still gets its own group.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        width = lengths[index]  # ascending order: the newest item is the longest
+        if current and ((len(current) + 1) * width > max_tokens or len(current) + 1 > max_pairs):
+            groups.append(current)
+            current = []
+        current.append(index)
+    if current:
+        groups.append(current)
+    return groups
+
+
+class ModelQueue:
+    """The queue and batching loop of one model."""
+
+    def __init__(self, backend: Backend, compute: concurrent.futures.Executor, limits: BatchLimits) -> None:
+        self.backend = backend
+        self.limits = limits
+        self._compute = compute
+        self._pending: collections.deque[_Item] = collections.deque()
+        self._pending_tokens = 0
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._depth = metrics.QUEUE_DEPTH.labels(backend.name)
+
+    @property
+    def depth(self) -> int:
+        return len(self._pending)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.backend.name}")
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    def submit(self, job: Job) -> None:
+        """Queues every sequence of `job`; raises LimitExceeded when the queue is full."""
+        if len(self._pending) + len(job.sequences) > self.limits.max_queue_pairs:
+            raise LimitExceeded(
+                f"model {self.backend.name!r} has {len(self._pending)} sequences queued; "
+                f"{len(job.sequences)} more would pass the limit of {self.limits.max_queue_pairs}, retry later")
+        for slot in range(len(job.sequences)):
+            item = _Item(job, slot)
+            self._pending.append(item)
+            self._pending_tokens += item.length
+        self._depth.set(len(self._pending))
+        self._wakeup.set()
+
+    async def _run(self) -> None:
+        while True:
+            if not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            await self._gather()
+            items = self._take()
+            if items:
+                try:
+                    await self._execute(items)
+                except Exception as exc:  # fail the affected requests, keep the loop alive
+                    log.exception("forward pass failed for model %s", self.backend.name)
+                    for item in items:
+                        if not item.job.future.done():
+                            item.job.future.set_exception(exc)
+
+    async def _gather(self) -> None:
+        """Waits up to max_wait_ms for the token budget or pair cap to fill."""
+        limits = self.limits
+        until = time.monotonic() + limits.max_wait_ms / 1000
+        while (self._pending_tokens < limits.max_batch_tokens and len(self._pending) < limits.max_batch_pairs):
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except asyncio.TimeoutError:
+                return
+
+    def _take(self) -> list[_Item]:
+        """Pops live items first-come first-served up to the token budget."""
+        now = time.monotonic()
+        taken: list[_Item] = []
+        tokens = 0
+        dropped = 0
+        budget = self.limits.max_batch_tokens
+        while self._pending:
+            item = self._pending[0]
+            if item.job.is_dead(now):
+                self._pending.popleft()
+                self._pending_tokens -= item.length
+                dropped += 1
+                continue
+            if taken and tokens + item.length > budget:
+                break
+            self._pending.popleft()
+            self._pending_tokens -= item.length
+            taken.append(item)
+            tokens += item.length
+        if dropped:
+            metrics.SEQUENCES_DROPPED.labels(self.backend.name).inc(dropped)
+        self._depth.set(len(self._pending))
+        return taken
+
+    async def _execute(self, items: list[_Item]) -> None:
+        loop = asyncio.get_running_loop()
+        lengths = [item.length for item in items]
+        for group in plan_batches(lengths, self.limits.max_batch_tokens, self.limits.max_batch_pairs):
+            now = time.monotonic()
+            batch = [items[i] for i in group if not items[i].job.is_dead(now)]
+            if len(batch) < len(group):
+                metrics.SEQUENCES_DROPPED.labels(self.backend.name).inc(len(group) - len(batch))
+            if not batch:
+                continue
+            for item in batch:
+                if item.job.started_at is None:
+                    item.job.started_at = now
+                    metrics.QUEUE_WAIT.labels(self.backend.name).observe(now - item.job.enqueued_at)
+            sequences = [item.job.sequences[item.slot] for item in batch]
+            started = time.perf_counter()
+            rows = await loop.run_in_executor(self._compute, self.backend.forward, sequences)
+            elapsed = time.perf_counter() - started
+            self._observe(sequences, elapsed)
+            self._deliver(batch, rows, elapsed)
+
+    def _observe(self, sequences: list[TokenizedSequence], elapsed: float) -> None:
+        name = self.backend.name
+        real = sum(len(seq.ids) for seq in sequences)
+        padded = max(len(seq.ids) for seq in sequences) * len(sequences)
+        metrics.BATCH_SIZE.labels(name).observe(len(sequences))
+        metrics.BATCH_TOKENS.labels(name).observe(padded)
+        metrics.PADDING_RATIO.labels(name).observe(1 - real / padded)
+        metrics.COMPUTE_SECONDS.labels(name).observe(elapsed)
+
+    @staticmethod
+    def _deliver(batch: list[_Item], rows: torch.Tensor, elapsed: float) -> None:
+        jobs_seen: set[int] = set()
+        for row, item in zip(rows, batch):
+            job = item.job
+            if id(job) not in jobs_seen:
+                jobs_seen.add(id(job))
+                job.compute_seconds += elapsed
+            job.rows[item.slot] = row
+            job.remaining -= 1
+            if job.remaining == 0 and not job.future.done():
+                job.future.set_result(job.rows)

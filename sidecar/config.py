@@ -1,0 +1,117 @@
+"""Typed configuration of the sidecar: defaults < YAML file < environment < CLI flags.
+
+Every setting `foo_bar` is the YAML key `foo_bar`, the environment variable
+`RESCORE_FOO_BAR` and the flag `--foo-bar`. Models are given as `[NAME=]SOURCE`
+strings (SOURCE: a Hugging Face hub id or a local directory); in YAML a model may
+also be a mapping with per-model overrides (see `ModelSpec`).
+"""
+from __future__ import annotations
+
+import pathlib
+from typing import Annotated, Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ModelKindName = Literal["auto", "cross-encoder", "bi-encoder"]
+
+# Name under which the bundled offline model is served when no model is configured.
+DEFAULT_MODEL_NAME = "all-minilm-l6-v2"
+
+
+class ModelSpec(BaseModel):
+    """One model to serve."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str = Field(description="Hugging Face hub id or local directory")
+    name: str = Field("", description="name clients select it by; default: derived from source")
+    kind: ModelKindName = Field("auto", description="auto: sequence-classification head = cross-encoder, else bi-encoder")
+    max_length: int = Field(0, ge=0, description="tokens per pair (cross) or text (bi); 0 = the model's own limit")
+    max_query_tokens: int = Field(0, ge=0, description="query token budget; 0 = the server default")
+    revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
+
+    @classmethod
+    def parse(cls, value: str | Mapping[str, Any] | ModelSpec) -> ModelSpec:
+        """Accepts `[NAME=]SOURCE`, a mapping of ModelSpec fields, or a ModelSpec."""
+        if isinstance(value, ModelSpec):
+            return value
+        if isinstance(value, Mapping):
+            return cls(**value)
+        text = str(value).strip()
+        if not text:
+            raise ValueError("empty model specification")
+        name, sep, source = text.partition("=")
+        return cls(name=name.strip(), source=source.strip()) if sep else cls(source=text)
+
+    def display_name(self) -> str:
+        if self.name:
+            return self.name
+        path = pathlib.Path(self.source)
+        return path.name if path.exists() else self.source
+
+
+class SidecarConfig(BaseSettings):
+    """Everything `rescore-sidecar serve` can be told."""
+
+    model_config = SettingsConfigDict(env_prefix="RESCORE_", frozen=True, extra="forbid")
+
+    models: Annotated[list[ModelSpec], NoDecode] = Field(
+        default_factory=list, description="models to serve; the first is the default; none = bundled all-MiniLM-L6-v2")
+    default_model: str = Field("", description="name of the default model (default: the first)")
+    host: str = "0.0.0.0"
+    port: int = Field(50051, ge=0, le=65535)
+    metrics_port: int = Field(9400, ge=0, le=65535, description="Prometheus /metrics port; 0 = off")
+    metrics_host: str = "0.0.0.0"
+    device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="auto: bfloat16 on GPUs that support it, else float16; float32 on CPU")
+    max_batch_tokens: int = Field(16384, ge=1, description="padded tokens per forward pass")
+    max_batch_pairs: int = Field(128, ge=1, description="sequences per forward pass")
+    max_wait_ms: float = Field(2.0, ge=0, description="longest a batch waits for more work once work is queued")
+    max_queue_pairs: int = Field(20000, ge=1, description="sequences waiting per model before RESOURCE_EXHAUSTED")
+    max_documents: int = Field(1000, ge=1, description="documents per request")
+    max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="serialized request size")
+    max_query_tokens: int = Field(64, ge=1, description="query token budget (cross-encoders)")
+    min_deadline_ms: float = Field(5.0, ge=0, description="requests with less time left fail fast with DEADLINE_EXCEEDED")
+    drain_seconds: float = Field(20.0, ge=0, description="grace period for in-flight requests on SIGTERM")
+    tokenizer_threads: int = Field(2, ge=1)
+    torch_threads: int = Field(0, ge=0, description="intra-op CPU threads; 0 = torch's default")
+    log_level: str = "INFO"
+    log_documents: bool = Field(False, description="log query and document text (debugging only)")
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _parse_models(cls, value: Any) -> list[ModelSpec]:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        return [ModelSpec.parse(item) for item in value]
+
+    def model_specs(self) -> list[ModelSpec]:
+        """The configured models, or the bundled offline model when none is configured."""
+        if self.models:
+            return list(self.models)
+        from sidecar.testing_models import minilm_dir
+
+        return [ModelSpec(source=str(minilm_dir()), name=DEFAULT_MODEL_NAME, kind="bi-encoder")]
+
+
+def load_config(cli_values: Mapping[str, Any] | None = None,
+                config_file: str | pathlib.Path | None = None) -> SidecarConfig:
+    """Builds the config with precedence defaults < file < environment < CLI."""
+    file_values: dict[str, Any] = {}
+    if config_file:
+        path = pathlib.Path(config_file)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"cannot read config file {path}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ValueError(f"config file {path} must hold a mapping, not {type(loaded).__name__}")
+        file_values = loaded
+    from_env = SidecarConfig()
+    env_values = {key: getattr(from_env, key) for key in from_env.model_fields_set}
+    return SidecarConfig(**{**file_values, **env_values, **(cli_values or {})})

@@ -1,0 +1,250 @@
+"""gRPC transport: the Reranker service, health, reflection, metrics and graceful drain.
+
+A thin layer over sidecar.service: it parses request bytes itself (so malformed
+protobuf or invalid UTF-8 becomes INVALID_ARGUMENT instead of a generic failure),
+maps every error with errors.to_status, and owns the process lifecycle.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import logging
+import signal
+import sys
+import time
+from typing import Sequence
+
+import grpc
+from google.protobuf.message import DecodeError
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from pydantic import ValidationError
+
+from sidecar import metrics
+from sidecar.backend import Backend, load_backend
+from sidecar.batching import BatchLimits, ModelQueue
+from sidecar.config import SidecarConfig, load_config
+from sidecar.errors import InvalidRequest, to_status
+from sidecar.pb.rescore.v1 import rescore_pb2 as pb
+from sidecar.service import RerankService
+
+log = logging.getLogger("sidecar")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Reranker"].full_name  # "rescore.v1.Reranker"
+WARMUP_QUERY = "warm-up query"
+WARMUP_DOCUMENTS = ["a short warm-up document", "another warm-up document " * 8]
+
+
+class GrpcTransport:
+    """Adapts RerankService to grpc.aio handlers."""
+
+    def __init__(self, service: RerankService) -> None:
+        self.service = service
+
+    async def rerank(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.RerankResponse:
+        started = time.perf_counter()
+        model = "unknown"
+        metrics.IN_FLIGHT.inc()
+        try:
+            try:
+                request = pb.RerankRequest.FromString(raw)
+            except DecodeError as exc:
+                raise InvalidRequest(f"request is not a valid rescore.v1.RerankRequest ({exc}); "
+                                     "string fields must be valid UTF-8") from exc
+            model = request.model or self.service.default_model
+            if model not in self.service.backends:
+                model = "unknown"  # bounded label cardinality
+            log.debug("rerank request_id=%s model=%s documents=%d", request.request_id, model, len(request.documents))
+            response = await self.service.rerank(request, context.time_remaining())
+            self._count(model, grpc.StatusCode.OK, started)
+            return response
+        except asyncio.CancelledError:
+            self._count(model, grpc.StatusCode.CANCELLED, started)
+            raise
+        except Exception as exc:  # noqa: BLE001 - every error becomes a status
+            code, message = to_status(exc)
+            self._count(model, code, started)
+            await context.abort(code, message)
+        finally:
+            metrics.IN_FLIGHT.dec()
+
+    async def list_models(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
+        return self.service.list_models()
+
+    @staticmethod
+    def _count(model: str, code: grpc.StatusCode, started: float) -> None:
+        code_name = code.name
+        metrics.REQUESTS.labels(model, code_name).inc()
+        metrics.REQUEST_LATENCY.labels(model, code_name).observe(time.perf_counter() - started)
+        if code != grpc.StatusCode.OK:
+            metrics.ERRORS.labels(code_name).inc()
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        # No request deserializer: rerank() parses, so decode errors get a clear status.
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, {
+            "Rerank": grpc.unary_unary_rpc_method_handler(
+                self.rerank, response_serializer=pb.RerankResponse.SerializeToString),
+            "ListModels": grpc.unary_unary_rpc_method_handler(
+                self.list_models, response_serializer=pb.ListModelsResponse.SerializeToString),
+        })
+
+
+def warm_up(backend: Backend) -> None:
+    """Runs one real batch so the first request pays no lazy-initialisation cost."""
+    from sidecar.tokenize import tokenize_request
+
+    tokenized = tokenize_request(backend, WARMUP_QUERY, WARMUP_DOCUMENTS)
+    backend.forward(tokenized.sequences)
+
+
+class Sidecar:
+    """Lifecycle of one server process: load, warm up, serve, drain."""
+
+    def __init__(self, config: SidecarConfig) -> None:
+        self.config = config
+        self.health = health.aio.HealthServicer()
+        self.server: grpc.aio.Server | None = None
+        self.service: RerankService | None = None
+        self.port: int | None = None
+        self._stopping = asyncio.Event()
+        self._queues: dict[str, ModelQueue] = {}
+        self._pools: list[concurrent.futures.Executor] = []
+
+    async def _set_health(self, status: int) -> None:
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status)
+
+    async def start(self) -> None:
+        cfg = self.config
+        options = [("grpc.max_receive_message_length", cfg.max_request_bytes + 4096),
+                   ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                   ("grpc.so_reuseport", 0)]
+        self.server = grpc.aio.server(options=options)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        reflection.enable_server_reflection([SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
+        self.port = self.server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+        if self.port == 0:
+            raise RuntimeError(f"cannot listen on {cfg.host}:{cfg.port}")
+        # Health answers NOT_SERVING while models load, so orchestrators can probe early.
+        await self.server.start()
+        log.info("listening on %s:%d (NOT_SERVING until models are loaded)", cfg.host, self.port)
+        if cfg.metrics_port:
+            metrics.serve_metrics(cfg.metrics_host, cfg.metrics_port)
+            log.info("metrics on http://%s:%d/metrics", cfg.metrics_host, cfg.metrics_port)
+
+        loop = asyncio.get_running_loop()
+        backends = await loop.run_in_executor(None, self._load_models)
+        tokenize_pool = concurrent.futures.ThreadPoolExecutor(cfg.tokenizer_threads, thread_name_prefix="tokenize")
+        self._pools.append(tokenize_pool)
+        compute_pools: dict[str, concurrent.futures.Executor] = {}  # one compute thread per device
+        limits = BatchLimits(cfg.max_batch_tokens, cfg.max_batch_pairs, cfg.max_wait_ms, cfg.max_queue_pairs)
+        for backend in backends.values():
+            key = str(backend.device)
+            if key not in compute_pools:
+                compute_pools[key] = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"compute-{key}")
+                self._pools.append(compute_pools[key])
+            queue = ModelQueue(backend, compute_pools[key], limits)
+            queue.start()
+            self._queues[backend.name] = queue
+        default = cfg.default_model or next(iter(backends))
+        if default not in backends:
+            raise ValueError(f"default_model {default!r} is not among the served models {sorted(backends)}")
+        self.service = RerankService(cfg, backends, self._queues, tokenize_pool, default)
+        self.server.add_generic_rpc_handlers((GrpcTransport(self.service).handler(),))
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        log.info("SERVING models %s (default %s)", ", ".join(backends), default)
+
+    def _load_models(self) -> dict[str, Backend]:
+        import torch
+
+        if self.config.torch_threads:
+            torch.set_num_threads(self.config.torch_threads)
+        backends: dict[str, Backend] = {}
+        for spec in self.config.model_specs():
+            backend = load_backend(spec, device=self.config.device, dtype=self.config.dtype,
+                                   default_query_tokens=self.config.max_query_tokens)
+            if backend.name in backends:
+                raise ValueError(f"two models are named {backend.name!r}; give them distinct NAME= prefixes")
+            warm_up(backend)
+            metrics.MODEL_INFO.labels(backend.name, backend.kind, str(backend.device), backend.dtype_name).set(1)
+            backends[backend.name] = backend
+        return backends
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def wait_and_drain(self) -> None:
+        await self._stopping.wait()
+        log.info("draining: NOT_SERVING, finishing in-flight requests (grace %.1fs)", self.config.drain_seconds)
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.service:
+            self.service.draining = True
+        if self.server:
+            await self.server.stop(self.config.drain_seconds)
+        for queue in self._queues.values():
+            await queue.close()
+        for pool in self._pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+        log.info("stopped")
+
+
+async def run(config: SidecarConfig) -> None:
+    sidecar = Sidecar(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, sidecar.request_stop)
+    drain = asyncio.create_task(sidecar.wait_and_drain())
+    start = asyncio.create_task(sidecar.start())
+    done, _ = await asyncio.wait({start, drain}, return_when=asyncio.FIRST_COMPLETED)
+    if start in done and start.exception() is None:
+        await drain
+        return
+    if start in done:  # start failed: stop whatever was started, then report
+        sidecar.request_stop()
+        await drain
+        raise start.exception()
+    start.cancel()  # stop requested while still loading
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rescore-sidecar serve", argument_default=argparse.SUPPRESS,
+        description="Serve cross-encoder / bi-encoder reranking over gRPC. Each flag --foo-bar is also "
+                    "the environment variable RESCORE_FOO_BAR and the YAML key foo_bar.")
+    parser.add_argument("--config", help="YAML file with settings (env RESCORE_CONFIG)")
+    parser.add_argument("--model", dest="models", action="append", metavar="[NAME=]SOURCE",
+                        help="hub id or local path; repeat to serve several; the first is the default")
+    for name, field in SidecarConfig.model_fields.items():
+        if name == "models":
+            continue
+        flag = "--" + name.replace("_", "-")
+        if field.annotation is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=field.description)
+        else:
+            default = field.default if field.default_factory is None else field.default_factory()
+            parser.add_argument(flag, dest=name, metavar=name.upper(),
+                                help=f"{field.description or ''} (default: {default!r})".strip())
+    return parser
+
+
+def serve_main(argv: Sequence[str]) -> int:
+    """`rescore-sidecar serve`."""
+    import os
+
+    args = vars(_build_parser().parse_args(list(argv)))
+    config_file = args.pop("config", None) or os.environ.get("RESCORE_CONFIG")
+    try:
+        config = load_config(args, config_file)
+    except (ValidationError, ValueError) as exc:
+        print(f"rescore-sidecar serve: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        asyncio.run(run(config))
+    except Exception as exc:  # noqa: BLE001 - report start-up failures plainly
+        log.error("sidecar failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
+        return 1
+    return 0

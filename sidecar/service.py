@@ -1,0 +1,132 @@
+"""The reranking core behind the transport: validation, tokenization, queueing, scoring.
+
+Transport-agnostic: the gRPC layer (sidecar.server) parses bytes, passes the request
+and the time the client has left, and maps any exception with errors.to_status.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from typing import Mapping
+
+import torch
+
+from sidecar import metrics
+from sidecar.backend import CROSS_ENCODER, Backend
+from sidecar.batching import Job, ModelQueue
+from sidecar.config import SidecarConfig
+from sidecar.errors import DeadlineTooShort, Draining, InvalidRequest, LimitExceeded, ModelNotFound
+from sidecar.pb.rescore.v1 import rescore_pb2 as pb
+from sidecar.tokenize import TokenizedRequest, tokenize_request
+
+log = logging.getLogger(__name__)
+
+_SCORE_MODES = {pb.SCORE_MODE_UNSPECIFIED, pb.SCORE_MODE_NORMALIZED, pb.SCORE_MODE_RAW}
+
+
+def scores_from_rows(backend: Backend, rows: list[torch.Tensor], raw: bool) -> list[float]:
+    """Turns model output rows into one score per document (see ScoreMode in the proto)."""
+    stacked = torch.stack(rows)
+    if backend.kind == CROSS_ENCODER:
+        if stacked.shape[1] == 1:
+            logits = stacked[:, 0]
+            return (logits if raw else torch.sigmoid(logits)).tolist()
+        # Multi-label heads: the last label is taken as "relevant" (as in 2-label MS MARCO models).
+        return (stacked[:, -1] if raw else torch.softmax(stacked, dim=1)[:, -1]).tolist()
+    query, docs = stacked[0], stacked[1:]
+    return (docs @ query).tolist()  # embeddings are L2-normalised: dot product = cosine
+
+
+class RerankService:
+    """Holds the models and their queues; serves Rerank and ListModels."""
+
+    def __init__(self, config: SidecarConfig, backends: Mapping[str, Backend],
+                 queues: Mapping[str, ModelQueue], tokenize_pool: concurrent.futures.Executor,
+                 default_model: str) -> None:
+        self.config = config
+        self.backends = dict(backends)
+        self.queues = dict(queues)
+        self.default_model = default_model
+        self._tokenize_pool = tokenize_pool
+        self.draining = False
+
+    def _validate(self, request: pb.RerankRequest, time_remaining: float | None) -> Backend:
+        cfg = self.config
+        if self.draining:
+            raise Draining("server is shutting down; send the request to another replica")
+        if not request.query.strip():
+            raise InvalidRequest("query is empty")
+        if not request.documents:
+            raise InvalidRequest("no documents to rerank")
+        if len(request.documents) > cfg.max_documents:
+            raise LimitExceeded(f"{len(request.documents)} documents in one request; the limit is {cfg.max_documents}")
+        size = request.ByteSize()
+        if size > cfg.max_request_bytes:
+            raise LimitExceeded(f"request is {size} bytes; the limit is {cfg.max_request_bytes}")
+        if request.score_mode not in _SCORE_MODES:
+            raise InvalidRequest(f"unknown score_mode {request.score_mode}")
+        name = request.model or self.default_model
+        backend = self.backends.get(name)
+        if backend is None:
+            raise ModelNotFound(f"model {name!r} is not served here; served models: {', '.join(sorted(self.backends))}")
+        if time_remaining is not None and time_remaining * 1000 < cfg.min_deadline_ms:
+            raise DeadlineTooShort(
+                f"{time_remaining * 1000:.1f} ms left is below the {cfg.min_deadline_ms:g} ms this server needs")
+        return backend
+
+    async def rerank(self, request: pb.RerankRequest, time_remaining: float | None = None) -> pb.RerankResponse:
+        received = time.monotonic()
+        backend = self._validate(request, time_remaining)
+        deadline = received + time_remaining if time_remaining is not None else None
+        loop = asyncio.get_running_loop()
+        texts = [doc.text for doc in request.documents]
+        started = time.perf_counter()
+        tokenized: TokenizedRequest = await loop.run_in_executor(
+            self._tokenize_pool, tokenize_request, backend, request.query, texts, request.max_query_tokens)
+        tokenize_seconds = time.perf_counter() - started
+
+        job = Job(tokenized.sequences, deadline, loop.create_future())
+        self.queues[backend.name].submit(job)
+        try:
+            timeout = None if deadline is None else max(deadline - time.monotonic(), 0)
+            rows = await asyncio.wait_for(asyncio.shield(job.future), timeout)
+        finally:
+            job.abandoned = True  # no-op once done; drops queued work if cancelled or timed out
+
+        scores = scores_from_rows(backend, rows, raw=request.score_mode == pb.SCORE_MODE_RAW)
+        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+        if request.top_n:
+            order = order[: request.top_n]
+        truncated_count = sum(tokenized.truncated)
+        name = backend.name
+        metrics.PAIRS_SCORED.labels(name).inc(len(scores))
+        if truncated_count:
+            metrics.TRUNCATED.labels(name).inc(truncated_count)
+        if tokenized.query_truncated:
+            metrics.QUERY_TRUNCATED.labels(name).inc()
+        finished = time.monotonic()
+        queue_seconds = (job.started_at or finished) - job.enqueued_at
+        return pb.RerankResponse(
+            results=[pb.Result(index=i, id=request.documents[i].id, score=scores[i],
+                               truncated=tokenized.truncated[i]) for i in order],
+            model=name,
+            truncated_documents=truncated_count,
+            query_truncated=tokenized.query_truncated,
+            request_id=request.request_id,
+            timings=pb.Timings(queue_ms=queue_seconds * 1000, tokenize_ms=tokenize_seconds * 1000,
+                               compute_ms=job.compute_seconds * 1000, total_ms=(finished - received) * 1000),
+        )
+
+    def list_models(self) -> pb.ListModelsResponse:
+        kinds = {CROSS_ENCODER: pb.MODEL_KIND_CROSS_ENCODER}
+        return pb.ListModelsResponse(
+            models=[pb.ModelInfo(name=b.name, source=b.source, kind=kinds.get(b.kind, pb.MODEL_KIND_BI_ENCODER),
+                                 max_length=b.max_length, max_query_tokens=b.max_query_tokens,
+                                 dtype=b.dtype_name, device=str(b.device), is_default=b.name == self.default_model,
+                                 num_labels=b.num_labels)
+                    for b in self.backends.values()],
+            max_documents=self.config.max_documents,
+            max_request_bytes=self.config.max_request_bytes,
+        )
