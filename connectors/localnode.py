@@ -1,0 +1,518 @@
+"""Local single-node OpenSearch / Elasticsearch for tests, the demo and the eval tool.
+
+The integ-test zips both projects publish to Maven Central are downloaded once into
+`${RESCORE_CACHE_DIR:-~/.cache/rescore-sidecar}/engines`, unpacked, and started with a
+per-node temporary config/data/log directory on a free loopback port: security off,
+disk watermarks off, a small heap.
+
+    with local_node("opensearch") as node:
+        requests.get(node.url)
+
+`rescore-sidecar engine start|stop|status|download --engine opensearch|elasticsearch`
+does the same from a shell (`start` leaves the node running until `stop`).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from typing import Iterator, Sequence
+
+ENGINES = ("opensearch", "elasticsearch")
+
+# The newest release of each major line the integ-test zips exist for on Maven Central.
+# `--version 2` / `--version 8` pick these; any full version can be given too.
+LATEST: dict[str, dict[str, str]] = {
+    "opensearch": {"2": "2.19.6", "3": "3.6.0"},
+    "elasticsearch": {"8": "8.19.21", "9": "9.2.0"},
+}
+# The major used when none is asked for. elasticsearch-py 9 only talks to Elasticsearch 9
+# (it sends `compatible-with=9`), so that is the default where a Java 21+ runtime exists.
+DEFAULT_MAJOR = {"opensearch": "2", "elasticsearch": "9"}
+
+MAVEN_URL = "https://repo1.maven.org/maven2"
+_ARTIFACT = {
+    "opensearch": "org/opensearch/distribution/integ-test-zip/opensearch",
+    "elasticsearch": "org/elasticsearch/distribution/integ-test-zip/elasticsearch",
+}
+# Environment variable each engine's launcher script reads its Java from.
+_JAVA_ENV = {"opensearch": "OPENSEARCH_JAVA_HOME", "elasticsearch": "ES_JAVA_HOME"}
+_JAVA_OPTS_ENV = {"opensearch": "OPENSEARCH_JAVA_OPTS", "elasticsearch": "ES_JAVA_OPTS"}
+_CONF_ENV = {"opensearch": "OPENSEARCH_PATH_CONF", "elasticsearch": "ES_PATH_CONF"}
+
+
+class EngineError(RuntimeError):
+    """A local engine could not be downloaded, started or reached."""
+
+
+def cache_dir() -> pathlib.Path:
+    root = os.environ.get("RESCORE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "rescore-sidecar")
+    return pathlib.Path(root) / "engines"
+
+
+def resolve_version(engine: str, version: str | None = None) -> str:
+    """Full version from None (default major), a major ("2", "9") or a full version."""
+    _check_engine(engine)
+    if not version:
+        env = os.environ.get(f"RESCORE_{engine.upper()}_VERSION")
+        version = env or DEFAULT_MAJOR[engine]
+    if version in LATEST[engine]:
+        return LATEST[engine][version]
+    if not re.fullmatch(r"\d+\.\d+\.\d+", version):
+        raise EngineError(f"bad {engine} version {version!r}: give a major ({', '.join(LATEST[engine])}) or X.Y.Z")
+    return version
+
+
+def download_url(engine: str, version: str) -> str:
+    base = os.environ.get("RESCORE_MAVEN_URL", MAVEN_URL).rstrip("/")
+    return f"{base}/{_ARTIFACT[engine]}/{version}/{engine}-{version}.zip"
+
+
+def required_java(engine: str, version: str) -> int:
+    major = int(version.split(".")[0])
+    if engine == "opensearch":
+        return 21 if major >= 3 else 11
+    return 21 if major >= 9 else 17
+
+
+# --------------------------------------------------------------------------- Java
+
+def _java_major(java_home: pathlib.Path) -> int | None:
+    release = java_home / "release"
+    try:
+        m = re.search(r'JAVA_VERSION="(\d+)', release.read_text())
+        if m:
+            return int(m.group(1))
+    except OSError:
+        pass
+    java = java_home / "bin" / "java"
+    if not java.exists():
+        return None
+    try:
+        out = subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=30).stderr
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r'version "(\d+)(?:\.(\d+))?', out)
+    if not m:
+        return None
+    first = int(m.group(1))
+    return int(m.group(2)) if first == 1 and m.group(2) else first
+
+
+def find_java(engine: str, version: str) -> tuple[pathlib.Path, int]:
+    """A Java home for the engine: `OPENSEARCH_JAVA_HOME`/`ES_JAVA_HOME`, else `JAVA_HOME`,
+    else the oldest JDK under /usr/lib/jvm that is new enough (oldest = best tested)."""
+    need = required_java(engine, version)
+    explicit = os.environ.get(_JAVA_ENV[engine])
+    if explicit:
+        home = pathlib.Path(explicit)
+        major = _java_major(home)
+        if major is None or major < need:
+            raise EngineError(f"{_JAVA_ENV[engine]}={explicit} is Java {major}; {engine} {version} needs Java {need}+")
+        return home, major
+    candidates: list[pathlib.Path] = []
+    if os.environ.get("JAVA_HOME"):
+        candidates.append(pathlib.Path(os.environ["JAVA_HOME"]))
+    jvm_root = pathlib.Path("/usr/lib/jvm")
+    if jvm_root.is_dir():
+        candidates += sorted(p for p in jvm_root.iterdir() if p.is_dir() and not p.is_symlink())
+    found: list[tuple[int, pathlib.Path]] = []
+    for home in candidates:
+        major = _java_major(home)
+        if major is not None and major >= need and (home / "bin" / "java").exists():
+            found.append((major, home))
+    if not found:
+        seen = ", ".join(str(c) for c in candidates) or "none"
+        raise EngineError(f"{engine} {version} needs Java {need}+; none found (looked at JAVA_HOME and "
+                          f"/usr/lib/jvm: {seen}); set {_JAVA_ENV[engine]}")
+    major, home = min(found, key=lambda t: t[0])
+    return home, major
+
+
+def java_available(engine: str, version: str) -> bool:
+    try:
+        find_java(engine, version)
+        return True
+    except EngineError:
+        return False
+
+
+# --------------------------------------------------------------------------- download
+
+@contextlib.contextmanager
+def _file_lock(path: pathlib.Path) -> Iterator[None]:
+    # Several test sessions may share the cache: one downloads, the others wait.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def install(engine: str, version: str | None = None, *, quiet: bool = True) -> pathlib.Path:
+    """Downloads and unpacks the engine once; returns its home directory (cached)."""
+    version = resolve_version(engine, version)
+    root = cache_dir()
+    home = root / f"{engine}-{version}"
+    if (home / "bin" / engine).exists():
+        return home
+    with _file_lock(root / f".{engine}-{version}.lock"):
+        if (home / "bin" / engine).exists():
+            return home
+        url = download_url(engine, version)
+        zip_path = root / f"{engine}-{version}.zip"
+        if not zip_path.exists():
+            if not quiet:
+                print(f"downloading {url}", file=sys.stderr)
+            fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{engine}-{version}.", suffix=".part")
+            try:
+                with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
+                    shutil.copyfileobj(resp, out, 1 << 20)
+                os.replace(tmp, zip_path)
+            except (urllib.error.URLError, OSError) as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise EngineError(f"download of {engine} {version} failed: {url}: {exc}") from exc
+        staging = pathlib.Path(tempfile.mkdtemp(dir=root, prefix=f".{engine}-{version}.unpack."))
+        try:
+            try:
+                with zipfile.ZipFile(zip_path) as zf:
+                    zf.extractall(staging)
+            except zipfile.BadZipFile as exc:
+                zip_path.unlink(missing_ok=True)  # a corrupt cache entry must not stick
+                raise EngineError(f"{zip_path} (from {url}) is not a valid zip: {exc}") from exc
+            (top,) = [p for p in staging.iterdir() if p.is_dir()]
+            for script in (top / "bin").iterdir():
+                script.chmod(0o755)
+            os.replace(top, home)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return home
+
+
+# --------------------------------------------------------------------------- node
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _http_json(url: str, timeout: float) -> dict:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def _tail(path: pathlib.Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@dataclasses.dataclass
+class LocalNode:
+    """A running single-node cluster. `url` is its HTTP address (`http://127.0.0.1:PORT`)."""
+
+    engine: str
+    version: str
+    url: str
+    port: int
+    pid: int
+    workdir: pathlib.Path
+    java_home: pathlib.Path
+    java_version: int
+    process: subprocess.Popen | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def log_path(self) -> pathlib.Path:
+        return self.workdir / "console.log"
+
+    def log_tail(self, lines: int = 40) -> str:
+        parts = [_tail(self.log_path, lines)]
+        server_log = self.workdir / "logs" / "local.log"  # the engine's own log, named after the cluster
+        if server_log.exists():
+            parts.append(_tail(server_log, lines))
+        return "\n".join(parts)
+
+    def alive(self) -> bool:
+        if self.process is not None:
+            return self.process.poll() is None
+        try:
+            os.kill(self.pid, 0)
+            return True
+        except OSError:
+            return False
+
+    def health(self, timeout: float = 5.0) -> dict:
+        return _http_json(f"{self.url}/_cluster/health", timeout)
+
+    def stop(self, grace_seconds: float = 30.0, *, keep_dir: bool = False) -> None:
+        """SIGTERM, then SIGKILL after `grace_seconds`; removes the node's directory."""
+        _terminate(self.pid, self.process, grace_seconds)
+        if not keep_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def client(self, **kwargs):
+        """A synchronous opensearch-py / elasticsearch-py client for this node."""
+        if self.engine == "opensearch":
+            from opensearchpy import OpenSearch
+
+            return OpenSearch(self.url, **kwargs)
+        from elasticsearch import Elasticsearch
+
+        return Elasticsearch(self.url, **kwargs)
+
+    def async_client(self, **kwargs):
+        """An asyncio opensearch-py / elasticsearch-py client for this node."""
+        if self.engine == "opensearch":
+            from opensearchpy import AsyncOpenSearch
+
+            return AsyncOpenSearch(self.url, **kwargs)
+        from elasticsearch import AsyncElasticsearch
+
+        return AsyncElasticsearch(self.url, **kwargs)
+
+    def to_json(self) -> dict:
+        return {"engine": self.engine, "version": self.version, "url": self.url, "port": self.port,
+                "pid": self.pid, "workdir": str(self.workdir), "java_home": str(self.java_home),
+                "java_version": self.java_version}
+
+
+def _terminate(pid: int, process: subprocess.Popen | None, grace_seconds: float) -> None:
+    def gone() -> bool:
+        if process is not None:
+            return process.poll() is not None
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return True
+        # A zombie child of someone else still answers kill(0); /proc tells us it is dead.
+        with contextlib.suppress(OSError):
+            if pathlib.Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+                return True
+        return False
+
+    if gone():
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)  # the launcher script and the JVM share the group
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline:
+        if gone():
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    if process is not None:
+        process.wait(timeout=10)
+
+
+def _unprivileged_user() -> tuple[int, int] | None:
+    """(uid, gid) to run the engine as when we are root, else None."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(os.environ.get("RESCORE_ENGINE_USER", "nobody"))
+    except KeyError as exc:
+        raise EngineError("running as root and no unprivileged user to run the engine as; "
+                          "set RESCORE_ENGINE_USER") from exc
+    return entry.pw_uid, entry.pw_gid
+
+
+def _linked_copy(src: pathlib.Path, dest: pathlib.Path) -> pathlib.Path:
+    def link_or_copy(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:  # another file system
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dest, copy_function=link_or_copy, symlinks=True)
+    return dest
+
+
+def _node_settings(engine: str, major: int, port: int, transport_port: int, workdir: pathlib.Path,
+                   home: pathlib.Path) -> list[str]:
+    settings = {
+        "cluster.name": "local",
+        "node.name": "local-0",
+        "discovery.type": "single-node",
+        "network.host": "127.0.0.1",
+        "http.port": str(port),
+        "transport.port": str(transport_port),
+        "path.data": str(workdir / "data"),
+        "path.logs": str(workdir / "logs"),
+        "cluster.routing.allocation.disk.threshold_enabled": "false",
+    }
+    modules = {p.name for p in (home / "modules").iterdir()} if (home / "modules").is_dir() else set()
+    if engine == "elasticsearch":
+        if any(m.startswith("x-pack-security") for m in modules):
+            settings["xpack.security.enabled"] = "false"
+        if "ingest-geoip" in modules:
+            settings["ingest.geoip.downloader.enabled"] = "false"  # would reach out to the internet
+    return [f"-E{k}={v}" for k, v in settings.items()]
+
+
+def start_node(engine: str, version: str | None = None, *, heap: str = "512m", timeout: float = 180.0,
+               detach: bool = False) -> LocalNode:
+    """Downloads (once), starts a node and waits until its health is yellow or green."""
+    version = resolve_version(engine, version)
+    home = install(engine, version)
+    java_home, java_major = find_java(engine, version)
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"rescore-{engine}-{version}-"))
+    shutil.copytree(home / "config", workdir / "config")  # keystore & co. are written into the config dir
+    for sub in ("data", "logs", "tmp"):
+        (workdir / sub).mkdir()
+    run_as = _unprivileged_user()
+    if run_as is not None:
+        # Both engines refuse to run as root. Run as `nobody` from a hard-linked copy of the
+        # install (the cache may sit in root's home, which nobody cannot traverse).
+        # Directories of the copy are new (only files are links), so handing them over is safe:
+        # the launcher writes gc logs relative to the install.
+        home = _linked_copy(home, workdir / "home")
+        for path in (workdir, *workdir.rglob("*")):
+            if path.is_dir() and not path.is_symlink() or path.is_relative_to(workdir / "config"):
+                os.chown(path, *run_as, follow_symlinks=False)
+    port, transport_port = free_port(), free_port()
+    env = dict(os.environ)
+    env[_JAVA_ENV[engine]] = str(java_home)
+    env["JAVA_HOME"] = str(java_home)
+    env[_JAVA_OPTS_ENV[engine]] = f"-Xms{heap} -Xmx{heap} -XX:ActiveProcessorCount=1"
+    env[_CONF_ENV[engine]] = str(workdir / "config")
+    env["ES_TMPDIR" if engine == "elasticsearch" else "OPENSEARCH_TMPDIR"] = str(workdir / "tmp")
+    args = [str(home / "bin" / engine)] + _node_settings(engine, int(version.split(".")[0]), port,
+                                                         transport_port, workdir, home)
+    log = open(workdir / "console.log", "wb")
+    try:
+        user_kwargs = {} if run_as is None else {"user": run_as[0], "group": run_as[1], "extra_groups": []}
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, cwd=workdir, start_new_session=True, **user_kwargs)
+    except OSError as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise EngineError(f"could not run {args[0]} with Java {java_major} at {java_home}: {exc}") from exc
+    finally:
+        log.close()
+    node = LocalNode(engine=engine, version=version, url=f"http://127.0.0.1:{port}", port=port, pid=proc.pid,
+                     workdir=workdir, java_home=java_home, java_version=java_major, process=proc)
+    try:
+        _wait_healthy(node, timeout)
+    except EngineError as exc:
+        tail = node.log_tail()
+        node.stop(grace_seconds=10)
+        raise EngineError(f"{engine} {version} (from {download_url(engine, version)}, Java {java_major} at "
+                          f"{java_home}) {exc} before becoming healthy (waited up to {timeout:.0f}s); "
+                          f"log tail:\n{tail}") from None
+    except BaseException:
+        node.stop(grace_seconds=10)
+        raise
+    if detach:
+        node.process = None
+    return node
+
+
+def _wait_healthy(node: LocalNode, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not node.alive():
+            raise EngineError(f"exited with status {node.process.poll() if node.process else '?'}")
+        try:
+            health = _http_json(f"{node.url}/_cluster/health?wait_for_status=yellow&timeout=2s", timeout=5)
+            if health.get("status") in ("green", "yellow"):
+                return
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        time.sleep(0.5)
+    raise EngineError("timed out")
+
+
+@contextlib.contextmanager
+def local_node(engine: str, version: str | None = None, **kwargs) -> Iterator[LocalNode]:
+    """`with local_node("opensearch") as node: ...` — started on entry, stopped on exit."""
+    node = start_node(engine, version, **kwargs)
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+def _check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise EngineError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+
+
+# --------------------------------------------------------------------------- CLI
+
+def _state_path(engine: str) -> pathlib.Path:
+    return cache_dir() / "running" / f"{engine}.json"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rescore-sidecar engine",
+                                     description="Download, start and stop a local single-node engine.")
+    parser.add_argument("action", choices=["start", "stop", "status", "download"])
+    parser.add_argument("--engine", choices=ENGINES, required=True)
+    parser.add_argument("--version", default=None,
+                        help="a major (opensearch: 2, 3; elasticsearch: 8, 9) or a full X.Y.Z version")
+    parser.add_argument("--heap", default="512m")
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for health")
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    state = _state_path(args.engine)
+    try:
+        if args.action == "download":
+            print(install(args.engine, args.version, quiet=False))
+            return 0
+        if args.action == "start":
+            if state.exists():
+                info = json.loads(state.read_text())
+                with contextlib.suppress(OSError):
+                    os.kill(info["pid"], 0)
+                    print(f"{args.engine} already running at {info['url']} (pid {info['pid']})", file=sys.stderr)
+                    return 1
+            node = start_node(args.engine, args.version, heap=args.heap, timeout=args.timeout, detach=True)
+            state.parent.mkdir(parents=True, exist_ok=True)
+            state.write_text(json.dumps(node.to_json()))
+            print(node.url)
+            return 0
+        if not state.exists():
+            print(f"{args.engine}: not running", file=sys.stderr)
+            return 1 if args.action == "stop" else 3
+        info = json.loads(state.read_text())
+        if args.action == "status":
+            try:
+                health = _http_json(f"{info['url']}/_cluster/health", timeout=5)
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                print(f"{args.engine} {info['version']} at {info['url']} (pid {info['pid']}): unreachable: {exc}")
+                return 3
+            print(f"{args.engine} {info['version']} at {info['url']} (pid {info['pid']}): {health.get('status')}")
+            return 0
+        _terminate(info["pid"], None, 30.0)
+        shutil.rmtree(info["workdir"], ignore_errors=True)
+        state.unlink(missing_ok=True)
+        print(f"{args.engine} stopped")
+        return 0
+    except EngineError as exc:
+        print(f"rescore-sidecar engine: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
