@@ -137,13 +137,7 @@ class ModelQueue:
             await self._gather()
             items = self._take()
             if items:
-                try:
-                    await self._execute(items)
-                except Exception as exc:  # fail the affected requests, keep the loop alive
-                    log.exception("forward pass failed for model %s", self.backend.name)
-                    for item in items:
-                        if not item.job.future.done():
-                            item.job.future.set_exception(exc)
+                await self._execute(items)
 
     async def _gather(self) -> None:
         """Waits up to max_wait_ms for the token budget or pair cap to fill."""
@@ -200,7 +194,14 @@ class ModelQueue:
                     metrics.QUEUE_WAIT.labels(self.backend.name).observe(now - item.job.enqueued_at)
             sequences = [item.job.sequences[item.slot] for item in batch]
             started = time.perf_counter()
-            rows = await loop.run_in_executor(self._compute, self.backend.forward, sequences)
+            try:
+                rows = await loop.run_in_executor(self._compute, self.backend.forward, sequences)
+            except Exception as exc:  # fail this pass's requests only; the loop keeps serving
+                log.exception("forward pass failed for model %s", self.backend.name)
+                for item in batch:
+                    if not item.job.future.done():
+                        item.job.future.set_exception(exc)
+                continue
             elapsed = time.perf_counter() - started
             self._observe(sequences, elapsed)
             self._deliver(batch, rows, elapsed)

@@ -179,10 +179,17 @@ class Sidecar:
         await self._stopping.wait()
         log.info("draining: NOT_SERVING, finishing in-flight requests (grace %.1fs)", self.config.drain_seconds)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        # New Rerank calls get UNAVAILABLE while in-flight ones finish; the port stays
+        # open meanwhile so health checks see NOT_SERVING rather than a refused connection.
+        until = time.monotonic() + self.config.drain_seconds
         if self.service:
             self.service.draining = True
+            while self.service.in_flight and time.monotonic() < until:
+                await asyncio.sleep(0.05)
+            if self.service.in_flight:
+                log.warning("grace period over with %d requests in flight; cancelling them", self.service.in_flight)
         if self.server:
-            await self.server.stop(self.config.drain_seconds)
+            await self.server.stop(max(until - time.monotonic(), 0.5))
         for queue in self._queues.values():
             await queue.close()
         for pool in self._pools:

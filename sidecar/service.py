@@ -51,6 +51,15 @@ class RerankService:
         self.default_model = default_model
         self._tokenize_pool = tokenize_pool
         self.draining = False
+        self.in_flight = 0  # Rerank calls between validation and response, for the drain
+
+    async def rerank(self, request: pb.RerankRequest, time_remaining: float | None = None) -> pb.RerankResponse:
+        backend = self._validate(request, time_remaining)
+        self.in_flight += 1
+        try:
+            return await self._rerank(backend, request, time_remaining)
+        finally:
+            self.in_flight -= 1
 
     def _validate(self, request: pb.RerankRequest, time_remaining: float | None) -> Backend:
         cfg = self.config
@@ -76,9 +85,9 @@ class RerankService:
                 f"{time_remaining * 1000:.1f} ms left is below the {cfg.min_deadline_ms:g} ms this server needs")
         return backend
 
-    async def rerank(self, request: pb.RerankRequest, time_remaining: float | None = None) -> pb.RerankResponse:
+    async def _rerank(self, backend: Backend, request: pb.RerankRequest,
+                      time_remaining: float | None) -> pb.RerankResponse:
         received = time.monotonic()
-        backend = self._validate(request, time_remaining)
         deadline = received + time_remaining if time_remaining is not None else None
         loop = asyncio.get_running_loop()
         texts = [doc.text for doc in request.documents]

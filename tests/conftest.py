@@ -1,0 +1,35 @@
+"""Fixtures shared by every test directory: small seeded models built on disk once per run."""
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from sidecar.testing_models import build_model
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> pathlib.Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(models_dir) -> pathlib.Path:
+    """Single-logit BERT cross-encoder, random weights (seed 0), real MiniLM tokenizer."""
+    return build_model(models_dir / "tiny-ce", kind="cross-encoder", arch="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_two_label_cross_encoder(models_dir) -> pathlib.Path:
+    return build_model(models_dir / "tiny-ce2", kind="cross-encoder", arch="tiny", num_labels=2, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_bi_encoder(models_dir) -> pathlib.Path:
+    return build_model(models_dir / "tiny-bi", kind="bi-encoder", arch="tiny", seed=2)
+
+
+@pytest.fixture(scope="session")
+def short_cross_encoder(models_dir) -> pathlib.Path:
+    """Cross-encoder whose tokenizer caps pairs at 64 tokens, to exercise truncation cheaply."""
+    return build_model(models_dir / "tiny-ce-64", kind="cross-encoder", arch="tiny", seed=3, max_length=64)
