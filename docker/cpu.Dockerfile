@@ -45,12 +45,10 @@ RUN pip install --no-cache-dir --no-deps . \
 COPY docker/healthcheck.py docker/entrypoint.sh /opt/rescore/bin/
 
 # Model downloads land in the cache volume; mount it (or a PVC) so restarts do not re-download.
+# No RESCORE_* settings here: environment beats the config file, so image defaults would
+# silently override a --config / Helm ConfigMap (the sidecar's own defaults apply instead).
 ENV HF_HOME=/var/cache/rescore/huggingface \
-    XDG_CACHE_HOME=/var/cache/rescore \
-    RESCORE_DEVICE=cpu \
-    RESCORE_HOST=0.0.0.0 \
-    RESCORE_PORT=50051 \
-    RESCORE_METRICS_PORT=9400
+    XDG_CACHE_HOME=/var/cache/rescore
 RUN mkdir -p /var/cache/rescore && chown rescore:rescore /var/cache/rescore
 VOLUME ["/var/cache/rescore"]
 

@@ -62,15 +62,6 @@ app.kubernetes.io/component: {{ .component }}
 {{- $grace }}
 {{- end }}
 
-{{/* RESCORE_MODELS value from model.models. */}}
-{{- define "rescore.models" -}}
-{{- $items := list }}
-{{- range .Values.model.models }}
-{{- $items = append $items (printf "%s=%s" .name .source) }}
-{{- end }}
-{{- join "," $items }}
-{{- end }}
-
 {{/* A named gRPC health probe; service "" is the whole server, rescore.v1.Reranker is readiness. */}}
 {{- define "rescore.grpcProbe" -}}
 grpc:

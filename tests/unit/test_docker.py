@@ -68,6 +68,8 @@ def test_dockerfile_shape(dockerfile):
     assert "HF_HOME=/var/cache/rescore/huggingface" in text
     assert re.search(r"^HEALTHCHECK .*\n\s+CMD \[\"python\", \"/opt/rescore/bin/healthcheck.py\"\]", text, re.M)
     assert "grpc_health_probe" not in text
+    # Env beats the config file: an image-level RESCORE_* would override the chart's ConfigMap.
+    assert not re.search(r"^\s+RESCORE_\w+=|^ENV RESCORE_", text, re.M)
 
 
 def _health_server(status):
@@ -134,7 +136,7 @@ def test_bake_models_specs(tmp_path):
     assert bake.main(["/not/a/hub/id", str(tmp_path)]) == 2
 
 
-def test_entrypoint_uses_baked_models_only_when_unset(tmp_path):
+def test_entrypoint_uses_baked_models_only_when_not_configured(tmp_path):
     # Run the real script with its baked-models path pointed into tmp_path.
     script = (DOCKER / "entrypoint.sh").read_text().replace("/opt/rescore/models", str(tmp_path))
     (tmp_path / "entrypoint.sh").write_text(script)
@@ -144,3 +146,4 @@ def test_entrypoint_uses_baked_models_only_when_unset(tmp_path):
     (tmp_path / "models.env").write_text(f"m={tmp_path}/m\n")
     assert run({}) == f"m={tmp_path}/m"
     assert run({"RESCORE_MODELS": "org/other"}) == "org/other"
+    assert run({"RESCORE_CONFIG": "/etc/rescore/config.yaml"}) == ""
