@@ -135,3 +135,21 @@ def test_full_text_joins_title_and_text() -> None:
     assert Document("x", "Wings", "lift and drag").full_text() == "Wings\nlift and drag"
     assert Document("x", "", "lift").full_text() == "lift"
     assert Document("x", "Only title", "").full_text() == "Only title"
+
+
+def test_shipped_sample_is_small_and_consistent() -> None:
+    from connectors.eval.sample import SAMPLE_DIR, load_sample
+
+    sample = load_sample()
+    assert (len(sample.documents), len(sample.queries)) == (300, 30)
+    assert sample.judged_queries() == list(sample.queries)
+    assert sum(p.stat().st_size for p in SAMPLE_DIR.iterdir()) < 150_000
+
+
+@needs_cranfield
+def test_shipped_sample_matches_cranfield(cranfield: Collection) -> None:
+    from connectors.eval.sample import build_sample, load_sample
+
+    shipped, rebuilt = load_sample(), build_sample(cranfield)
+    assert shipped.documents == rebuilt.documents
+    assert shipped.queries == rebuilt.queries and shipped.qrels == rebuilt.qrels
