@@ -195,7 +195,7 @@ def test_proxy_points_at_the_sidecar_service(helm):
     assert env["RESCORE_PROXY_UPSTREAM"] == "https://opensearch.search.svc:9200"
     assert env["RESCORE_PROXY_LISTEN"] == "0.0.0.0:9201"
     assert proxy["readinessProbe"]["httpGet"]["path"] == "/_rescore/health"
-    arms = yaml.safe_load(only(manifests, "ConfigMap", "-proxy")["data"]["proxy.yaml"])["ab_arms"]
+    arms = yaml.safe_load(only(manifests, "ConfigMap", "-proxy")["data"]["proxy.yaml"])["arms"]
     assert [a["name"] for a in arms] == ["control", "rerank"]
     assert only(manifests, "Service", "-proxy")["spec"]["ports"][0]["port"] == 9201
     assert "proxy.upstream" in render_error(helm, {"proxy.enabled": "true"})
@@ -256,3 +256,17 @@ def test_notes_render(helm, tmp_path):
     notes = yaml.safe_load(proc.stdout)["text"]
     assert "dns:///r-rescore-sidecar-headless.search.svc:50051" in notes
     assert "1 nvidia.com/gpu" in notes and "http://r-rescore-sidecar-proxy.search.svc:9201" in notes
+
+
+def test_rendered_proxy_settings_load_in_the_real_proxy(helm, tmp_path):
+    proxy_config = pytest.importorskip("connectors.proxy.config")
+    manifests = render(helm, "proxy")
+    path = tmp_path / "proxy.yaml"
+    path.write_text(only(manifests, "ConfigMap", "-proxy")["data"]["proxy.yaml"])
+    proxy = container(only(manifests, "Deployment", "-proxy"))
+    assert proxy["args"] == ["proxy", "--config", "/etc/rescore/proxy.yaml"]
+    environ = {e["name"]: e["value"] for e in proxy["env"]}
+    config = proxy_config.load_config(["--config", str(path)], environ=environ)
+    assert config.upstreams == ("https://opensearch.search.svc:9200",)
+    assert config.sidecars == ("r-rescore-sidecar:50051",) and config.listen_port == 9201
+    assert [(a.name, a.weight, a.enabled) for a in config.arms] == [("control", 50, False), ("rerank", 50, True)]
