@@ -19,6 +19,8 @@ PROFILES = {"default": [], "gpu": ["values-gpu.yaml"], "cpu": ["values-cpu.yaml"
 # Oldest and newest Kubernetes the chart is validated against (native gRPC probes are GA since 1.27).
 KUBE_VERSIONS = ["1.29.0", "1.37.0"]
 NO_BUILTIN_SCHEMA = {"ServiceMonitor"}  # a Prometheus Operator CRD
+# The first test may build helm (~2-3 min on 2 cores on a fresh machine); each helm call has its own timeout.
+pytestmark = pytest.mark.timeout(1500)
 
 
 @pytest.fixture(scope="module")
