@@ -1,0 +1,114 @@
+"""Connector settings: small frozen dataclasses with defaults.
+
+`RerankOptions` says how one search is reranked (per request, per A/B arm or as the default);
+`SidecarConfig` where the sidecar is and how long a search may wait for it; `ConnectorConfig`
+ties them together.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+POLICIES = ("replace", "linear", "rrf")
+
+
+@dataclasses.dataclass(frozen=True)
+class RerankOptions:
+    """How a search is reranked. Every field can be overridden per request (`rerank={...}`)."""
+
+    enabled: bool = True
+    # Name of a model served by the sidecar; "" = the sidecar's default model.
+    model: str = ""
+    # The top `window` hits go to the sidecar; later hits keep engine order after them.
+    window: int = 50
+    # Dotted paths into `_source`; list values are joined, several fields joined with `separator`.
+    fields: tuple[str, ...] = ("text",)
+    separator: str = "\n"
+    # Characters of text per hit sent over the wire (the sidecar truncates tokens anyway).
+    max_chars: int = 2000
+    # replace: `_score` = model score; linear: blend of min-max normalised engine and model
+    # scores (`model_weight` on the model); rrf: reciprocal-rank fusion with constant `rrf_k`.
+    policy: str = "replace"
+    model_weight: float = 0.7
+    rrf_k: int = 60
+    # Query text for the model; None = taken from the first match-like clause of the query.
+    query: str | None = None
+    # Add `_rescore` (engine score, engine rank, model score) to each hit even without `explain`.
+    explain: bool = False
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ValueError(f"rerank policy must be one of {POLICIES}, got {self.policy!r}")
+        if not isinstance(self.window, int) or isinstance(self.window, bool) or not 1 <= self.window <= 10_000:
+            raise ValueError(f"rerank window must be an integer in 1..10000, got {self.window!r}")
+        if isinstance(self.fields, str) or not self.fields or not all(isinstance(f, str) and f for f in self.fields):
+            raise ValueError(f"rerank fields must be a non-empty list of field paths, got {self.fields!r}")
+        if not 0.0 <= self.model_weight <= 1.0:
+            raise ValueError(f"model_weight must be in [0, 1], got {self.model_weight!r}")
+        if self.max_chars < 1 or self.rrf_k < 1:
+            raise ValueError("max_chars and rrf_k must be positive")
+
+    def replace(self, overrides: Mapping[str, Any]) -> "RerankOptions":
+        """A copy with `overrides` applied; unknown keys are an error, lists become tuples."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ValueError(f"unknown rerank option(s) {sorted(unknown)}; known: {sorted(known)}")
+        values = dict(overrides)
+        if "fields" in values and isinstance(values["fields"], (list, tuple)):
+            values["fields"] = tuple(values["fields"])
+        elif "fields" in values and isinstance(values["fields"], str):
+            values["fields"] = (values["fields"],)
+        return dataclasses.replace(self, **values)
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One A/B arm. `options=None` is a control arm: engine order, no sidecar call."""
+
+    name: str
+    weight: float
+    options: RerankOptions | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BreakerConfig:
+    """Circuit breaker per sidecar target, over a sliding window of the last calls."""
+
+    window_size: int = 20
+    minimum_calls: int = 10
+    failure_rate: float = 0.5
+    slow_call_rate: float = 0.8
+    slow_call_seconds: float = 0.2
+    open_seconds: float = 10.0
+    half_open_calls: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class SidecarConfig:
+    # host:port of one or more sidecars; calls are spread round-robin over those whose breaker is closed.
+    targets: tuple[str, ...] = ("127.0.0.1:50051",)
+    # Wall-clock budget of the whole sidecar step of a search (retry included).
+    budget_ms: float = 250.0
+    # At most one retry, on UNAVAILABLE only, when at least this much budget is left.
+    retry: bool = True
+    min_retry_budget_ms: float = 20.0
+    breaker: BreakerConfig = BreakerConfig()
+
+
+@dataclasses.dataclass(frozen=True)
+class ConnectorConfig:
+    default: RerankOptions = RerankOptions()
+    # A/B arms chosen by a hash of the request's `ab_key`; empty = everyone gets `default`.
+    arms: tuple[Arm, ...] = ()
+    # Salt of the arm hash: change it to reshuffle users between arms.
+    ab_salt: str = "rescore"
+    sidecar: SidecarConfig = SidecarConfig()
+
+    def __post_init__(self) -> None:
+        if self.arms:
+            names = [a.name for a in self.arms]
+            if len(set(names)) != len(names):
+                raise ValueError(f"A/B arm names must be unique: {names}")
+            if any(a.weight < 0 for a in self.arms) or sum(a.weight for a in self.arms) <= 0:
+                raise ValueError("A/B arm weights must be >= 0 and sum to more than 0")

@@ -1,0 +1,28 @@
+"""Prometheus metrics of the connectors (prefix `rescore_connector_`), registered once per process."""
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+SEARCHES = Counter("rescore_connector_searches_total",
+                   "Searches handled by a connector, by outcome (reranked, fallback, skipped) and A/B arm",
+                   ["outcome", "arm"])
+FALLBACKS = Counter("rescore_connector_fallbacks_total", "Searches answered in engine order, by reason", ["reason"])
+SIDECAR_CALLS = Counter("rescore_connector_sidecar_calls_total", "Rerank calls by target and gRPC status code",
+                        ["target", "code"])
+SIDECAR_SECONDS = Histogram("rescore_connector_sidecar_seconds", "Wall time of one Rerank call",
+                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+OVERHEAD_SECONDS = Histogram("rescore_connector_overhead_seconds",
+                             "Time a search spends in the connector besides the engine and sidecar calls",
+                             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05))
+BREAKER_STATE = Gauge("rescore_connector_breaker_open", "1 while the breaker of a sidecar target is open or half-open",
+                      ["target"])
+BREAKER_TRANSITIONS = Counter("rescore_connector_breaker_transitions_total", "Breaker state changes",
+                              ["target", "state"])
+
+
+def breaker_listener(target: str):
+    def on_change(state: str) -> None:
+        BREAKER_TRANSITIONS.labels(target, state).inc()
+        BREAKER_STATE.labels(target).set(0 if state == "closed" else 1)
+
+    return on_change

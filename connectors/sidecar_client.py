@@ -1,0 +1,182 @@
+"""Synchronous gRPC client of the sidecar: deadline budget, one retry, breaker per target.
+
+Every failure the connector falls back on comes out as `SidecarUnavailable(reason)` with
+reason one of: timeout, unavailable, overloaded, breaker_open, error.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import threading
+import time
+from typing import Callable, Sequence
+
+import grpc
+import tenacity
+
+from connectors import metrics
+from connectors.breaker import CircuitBreaker
+from connectors.config import SidecarConfig
+from sidecar.pb.rescore.v1 import rescore_pb2, rescore_pb2_grpc
+
+# gRPC codes that say nothing about the sidecar's health (our request was bad): no breaker failure.
+_CALLER_ERRORS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,
+                  grpc.StatusCode.OUT_OF_RANGE}
+_REASONS = {grpc.StatusCode.DEADLINE_EXCEEDED: "timeout", grpc.StatusCode.UNAVAILABLE: "unavailable",
+            grpc.StatusCode.RESOURCE_EXHAUSTED: "overloaded", grpc.StatusCode.CANCELLED: "timeout"}
+
+
+class SidecarUnavailable(Exception):
+    """The sidecar could not score this request within its budget."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclasses.dataclass(frozen=True)
+class RerankResult:
+    scores: list[float]  # by position in the request's texts
+    model: str
+    took_ms: float
+
+
+def build_request(query: str, texts: Sequence[str], model: str) -> rescore_pb2.RerankRequest:
+    return rescore_pb2.RerankRequest(query=query, model=model,
+                                     documents=[rescore_pb2.Document(id=str(i), text=t) for i, t in enumerate(texts)])
+
+
+def to_result(reply: rescore_pb2.RerankResponse, n: int, took_ms: float) -> RerankResult:
+    scores = [0.0] * n
+    seen = 0
+    for r in reply.results:
+        if r.index >= n:
+            raise SidecarUnavailable("error", f"result index {r.index} out of range for {n} documents")
+        scores[r.index] = r.score
+        seen += 1
+    if seen != n:
+        raise SidecarUnavailable("error", f"sidecar returned {seen} results for {n} documents")
+    return RerankResult(scores=scores, model=reply.model, took_ms=took_ms)
+
+
+def classify(error: grpc.RpcError) -> str:
+    return _REASONS.get(error.code(), "error")
+
+
+class Targets:
+    """Round-robin over sidecar addresses, skipping those whose breaker refuses calls."""
+
+    def __init__(self, config: SidecarConfig, clock: Callable[[], float]):
+        if not config.targets:
+            raise ValueError("at least one sidecar target (host:port) is needed")
+        self.breakers = {t: CircuitBreaker(config.breaker, clock=clock, on_change=metrics.breaker_listener(t))
+                         for t in config.targets}
+        self._cycle = itertools.cycle(config.targets)
+        self._lock = threading.Lock()
+
+    def pick(self) -> str:
+        with self._lock:
+            for _ in range(len(self.breakers)):
+                target = next(self._cycle)
+                if self.breakers[target].allow():
+                    return target
+        raise SidecarUnavailable("breaker_open")
+
+    def record(self, target: str, error: grpc.RpcError | None, seconds: float) -> None:
+        code = "OK" if error is None else error.code().name
+        metrics.SIDECAR_CALLS.labels(target, code).inc()
+        metrics.SIDECAR_SECONDS.observe(seconds)
+        ok = error is None or error.code() in _CALLER_ERRORS
+        self.breakers[target].record(ok, seconds)
+
+
+class SidecarClient:
+    def __init__(self, config: SidecarConfig = SidecarConfig(), *, clock: Callable[[], float] = time.monotonic):
+        self.config = config
+        self.targets = Targets(config, clock)
+        self._stubs: dict[str, rescore_pb2_grpc.RerankerStub] = {}
+        self._channels: list[grpc.Channel] = []
+        self._lock = threading.Lock()
+
+    def _stub(self, target: str) -> rescore_pb2_grpc.RerankerStub:
+        with self._lock:
+            if target not in self._stubs:
+                channel = grpc.insecure_channel(target)
+                self._channels.append(channel)
+                self._stubs[target] = rescore_pb2_grpc.RerankerStub(channel)
+            return self._stubs[target]
+
+    def _retrying(self, deadline: float) -> tenacity.Retrying:
+        min_left = self.config.min_retry_budget_ms / 1000
+
+        def retryable(exc: BaseException) -> bool:
+            return (isinstance(exc, SidecarUnavailable) and exc.reason == "unavailable"
+                    and deadline - time.monotonic() >= min_left)
+
+        return tenacity.Retrying(stop=tenacity.stop_after_attempt(2 if self.config.retry else 1),
+                                 retry=tenacity.retry_if_exception(retryable), reraise=True)
+
+    def _attempt(self, request: rescore_pb2.RerankRequest, n: int, deadline: float) -> RerankResult:
+        target = self.targets.pick()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise SidecarUnavailable("timeout", "budget spent")
+        start = time.monotonic()
+        try:
+            reply = self._stub(target).Rerank(request, timeout=left)
+        except grpc.RpcError as exc:
+            self.targets.record(target, exc, time.monotonic() - start)
+            raise SidecarUnavailable(classify(exc), f"{target}: {exc.code().name} {exc.details()}") from None
+        seconds = time.monotonic() - start
+        self.targets.record(target, None, seconds)
+        return to_result(reply, n, seconds * 1000)
+
+    def rerank(self, query: str, texts: Sequence[str], *, model: str = "",
+               budget_ms: float | None = None) -> RerankResult:
+        deadline = time.monotonic() + (self.config.budget_ms if budget_ms is None else budget_ms) / 1000
+        request = build_request(query, texts, model)
+        return self._retrying(deadline)(self._attempt, request, len(texts), deadline)
+
+    def rerank_many(self, calls: Sequence[tuple[str, Sequence[str], str]], *,
+                    budget_ms: float | None = None) -> list[RerankResult | SidecarUnavailable]:
+        """Several (query, texts, model) at once, concurrently, under one shared budget."""
+        deadline = time.monotonic() + (self.config.budget_ms if budget_ms is None else budget_ms) / 1000
+        pending: list[tuple[int, str, float, grpc.Future]] = []
+        results: list[RerankResult | SidecarUnavailable | None] = [None] * len(calls)
+        for i, (query, texts, model) in enumerate(calls):
+            try:
+                target = self.targets.pick()
+                future = self._stub(target).Rerank.future(build_request(query, texts, model),
+                                                          timeout=max(deadline - time.monotonic(), 0.001))
+                pending.append((i, target, time.monotonic(), future))
+            except SidecarUnavailable as exc:
+                results[i] = exc
+        for i, target, start, future in pending:
+            n = len(calls[i][1])
+            try:
+                reply = future.result()
+                self.targets.record(target, None, time.monotonic() - start)
+                results[i] = to_result(reply, n, (time.monotonic() - start) * 1000)
+            except grpc.RpcError as exc:
+                self.targets.record(target, exc, time.monotonic() - start)
+                results[i] = SidecarUnavailable(classify(exc), f"{target}: {exc.code().name}")
+            except SidecarUnavailable as exc:
+                results[i] = exc
+        # The single retry, for calls that found a sidecar down, within what is left.
+        for i, result in enumerate(results):
+            if (isinstance(result, SidecarUnavailable) and result.reason == "unavailable" and self.config.retry
+                    and deadline - time.monotonic() >= self.config.min_retry_budget_ms / 1000):
+                query, texts, model = calls[i]
+                try:
+                    results[i] = self._attempt(build_request(query, texts, model), len(texts), deadline)
+                except SidecarUnavailable as exc:
+                    results[i] = exc
+        return results  # type: ignore[return-value]
+
+    def close(self) -> None:
+        with self._lock:
+            for channel in self._channels:
+                channel.close()
+            self._channels.clear()
+            self._stubs.clear()

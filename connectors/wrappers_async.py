@@ -1,0 +1,67 @@
+"""Drop-in wrappers of the asyncio opensearch-py / elasticsearch-py clients; mirrors `wrappers`."""
+from __future__ import annotations
+
+from typing import Any
+
+from connectors.config import ConnectorConfig
+from connectors.rescoring_async import AsyncRescorer
+from connectors.wrappers import _es_response, es_kwargs, es_split, os_params
+
+
+class _AsyncWrapper:
+    def __init__(self, client: Any, config: ConnectorConfig = ConnectorConfig(), *, rescorer: Any = None):
+        self.client = client
+        self.rescorer = rescorer or AsyncRescorer(config)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    async def close(self) -> None:
+        """Closes the wrapped client and the sidecar channels."""
+        await self.rescorer.close()
+        await self.client.close()
+
+
+class AsyncRescoringOpenSearch(_AsyncWrapper):
+    """Wraps an `opensearchpy.AsyncOpenSearch`."""
+
+    async def search(self, *, body: Any = None, index: Any = None, params: Any = None, headers: Any = None,
+                     rerank: Any = None, ab_key: str | None = None, **kwargs: Any) -> Any:
+        async def engine(b: dict, p: dict) -> Any:
+            return await self.client.search(body=b, index=index, params=p, headers=headers)
+
+        return await self.rescorer.search(engine, body, os_params(params, kwargs), rerank=rerank, ab_key=ab_key)
+
+    async def msearch(self, *, body: Any, index: Any = None, params: Any = None, headers: Any = None,
+                      rerank: Any = None, ab_key: str | None = None, **kwargs: Any) -> Any:
+        async def engine(lines: list, p: dict) -> Any:
+            return await self.client.msearch(body=lines, index=index, params=p, headers=headers)
+
+        return await self.rescorer.msearch(engine, body, os_params(params, kwargs), rerank=rerank, ab_key=ab_key)
+
+
+class AsyncRescoringElasticsearch(_AsyncWrapper):
+    """Wraps an `elasticsearch.AsyncElasticsearch`."""
+
+    async def search(self, *, rerank: Any = None, ab_key: str | None = None, **kwargs: Any) -> Any:
+        index, body, params, _ = es_split(kwargs)
+        raw: dict = {}
+
+        async def engine(b: dict, p: dict) -> dict:
+            raw["response"] = await self.client.search(index=index, body=b, **es_kwargs(p))
+            return raw["response"].body
+
+        out = await self.rescorer.search(engine, body, params, rerank=rerank, ab_key=ab_key)
+        return _es_response(raw["response"], out)
+
+    async def msearch(self, *, rerank: Any = None, ab_key: str | None = None, searches: Any = None,
+                      body: Any = None, **kwargs: Any) -> Any:
+        raw: dict = {}
+
+        async def engine(lines: list, p: dict) -> dict:
+            raw["response"] = await self.client.msearch(searches=lines, **p)
+            return raw["response"].body
+
+        out = await self.rescorer.msearch(engine, searches if searches is not None else body, kwargs,
+                                          rerank=rerank, ab_key=ab_key)
+        return _es_response(raw["response"], out)
