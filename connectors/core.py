@@ -357,8 +357,8 @@ def apply_scores(response: Mapping, plan: SearchPlan, scores: Mapping[int, float
     engine_scores = [h.get("_score") for h in window]
     model_scores = [scores.get(i) for i in range(len(window))]
     fused = _fused_scores(engine_scores, model_scores, plan.options)
-    # Stable: ties keep engine order.
-    order = sorted(range(len(window)), key=lambda i: -fused[i])
+    # Ties: hits with text first, then engine order.
+    order = sorted(range(len(window)), key=lambda i: (-fused[i], model_scores[i] is None, i))
     reordered: list[dict] = []
     for i in order:
         hit = dict(window[i])
