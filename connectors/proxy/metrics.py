@@ -1,0 +1,45 @@
+"""Prometheus metrics of one proxy process (own registry, served on GET /_rescore/metrics)."""
+from __future__ import annotations
+
+import dataclasses
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+# Added latency is small when rescoring is off (sub-millisecond) and bounded by the
+# deadline when on: buckets cover both.
+LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                   2.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProxyMetrics:
+    registry: CollectorRegistry
+    requests: Counter
+    fallbacks: Counter
+    added_latency: Histogram
+    upstream_errors: Counter
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def create_metrics() -> ProxyMetrics:
+    registry = CollectorRegistry()
+    return ProxyMetrics(
+        registry=registry,
+        requests=Counter(
+            "rescore_proxy_requests", "Requests handled, by route (search, msearch, other), "
+            "status code, A/B arm and rescoring outcome (reranked, fallback, off, passthrough)",
+            ["route", "status", "arm", "outcome"], registry=registry),
+        fallbacks=Counter(
+            "rescore_proxy_fallbacks", "Searches answered in engine order because rescoring failed, "
+            "by reason", ["reason"], registry=registry),
+        added_latency=Histogram(
+            "rescore_proxy_added_latency_seconds", "Time the proxy adds on top of the upstream's "
+            "answer (rewriting, rescoring, copying), by route", ["route"],
+            buckets=LATENCY_BUCKETS, registry=registry),
+        upstream_errors=Counter(
+            "rescore_proxy_upstream_errors", "Requests the upstream did not answer, by kind "
+            "(unreachable, timeout, disconnected)", ["kind"], registry=registry),
+    )
