@@ -13,22 +13,13 @@ import os
 import pathlib
 from typing import Any, Mapping, Sequence
 
+from connectors.config import Arm, BreakerConfig, ConnectorConfig, RerankOptions, SidecarConfig
+
 ENV_PREFIX = "RESCORE_PROXY_"
 
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names it."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Arm:
-    """One A/B arm: a share of traffic and what rescoring does for it."""
-
-    name: str
-    weight: float = 1.0
-    enabled: bool = True
-    # Per-request rescoring options for this arm (same keys as the `rescore` section).
-    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,9 +29,15 @@ class ProxyConfig:
     sidecars: tuple[str, ...] = ()
     # Rescore searches that carry no toggle (header, query string or body section).
     default_enabled: bool = True
-    # Rescoring options handed to the connector core (window, model, text fields, deadline, ...).
+    # Default rescoring options of the connector core (`RerankOptions` fields: window, fields, model, ...).
     rescore: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    arms: tuple[Arm, ...] = ()
+    # A/B arms ({name, weight, options}), chosen by the X-Rescore-Key header. An arm's options
+    # override the `rescore` defaults; options None = control arm (engine order).
+    arms: tuple[Mapping[str, Any], ...] = ()
+    ab_salt: str = "rescore"
+    # Budget of the whole sidecar step of a search, and the sidecar circuit breaker (`BreakerConfig`).
+    budget_ms: float = 250.0
+    breaker: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     # TLS towards the upstream cluster.
     upstream_ca: str | None = None
     upstream_insecure: bool = False
@@ -79,10 +76,24 @@ class ProxyConfig:
             raise ConfigError("max_connections must be >= 0 (0 = unlimited)")
         if bool(self.upstream_client_key) and not self.upstream_client_cert:
             raise ConfigError("upstream_client_key needs upstream_client_cert")
-        if self.arms and sum(a.weight for a in self.arms) <= 0:
-            raise ConfigError("arms: weights must add up to more than 0")
-        if len({a.name for a in self.arms}) != len(self.arms):
-            raise ConfigError("arms: names must be unique")
+        if self.budget_ms <= 0:
+            raise ConfigError("budget_ms must be positive")
+        self.connector_config()  # rescoring options, arms and breaker are the core's to check
+
+    def connector_config(self) -> ConnectorConfig:
+        """The connector core's configuration: the proxy reranks exactly as the Python wrappers do."""
+        try:
+            default = RerankOptions().replace({**self.rescore, "enabled": self.default_enabled})
+            breaker = BreakerConfig(**self.breaker)
+            arms = tuple(Arm(name=a["name"], weight=a["weight"],
+                             options=None if a["options"] is None else default.replace(
+                                 {**a["options"], "enabled": True}))
+                         for a in self.arms)
+            return ConnectorConfig(default=default, arms=arms, ab_salt=self.ab_salt,
+                                   sidecar=SidecarConfig(targets=self.sidecars or ("127.0.0.1:50051",),
+                                                         budget_ms=self.budget_ms, breaker=breaker))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"rescoring settings: {exc}") from None
 
 
 def _split_list(value: Any) -> tuple[str, ...]:
@@ -111,10 +122,11 @@ def _parse_json(name: str, value: Any) -> Any:
         raise ConfigError(f"{name}: not valid JSON: {exc}") from None
 
 
-def _parse_arms(value: Any) -> tuple[Arm, ...]:
+def _parse_arms(value: Any) -> tuple[dict[str, Any], ...]:
+    """[{name, weight, options: {...}}]; `options: null` or `enabled: false` = control arm."""
     value = _parse_json("arms", value)
     if not isinstance(value, list):
-        raise ConfigError("arms: expected a list of {name, weight, enabled, options}")
+        raise ConfigError("arms: expected a list of {name, weight, options}")
     arms = []
     for item in value:
         if not isinstance(item, dict) or "name" not in item:
@@ -126,14 +138,12 @@ def _parse_arms(value: Any) -> tuple[Arm, ...]:
             weight = float(item.get("weight", 1.0))
         except (TypeError, ValueError):
             raise ConfigError(f"arms: weight of {item['name']!r} must be a number") from None
-        if weight < 0:
-            raise ConfigError(f"arms: weight of {item['name']!r} must be >= 0")
-        options = item.get("options") or {}
-        if not isinstance(options, dict):
+        options = item.get("options", {})
+        if options is not None and not isinstance(options, dict):
             raise ConfigError(f"arms: options of {item['name']!r} must be a mapping")
-        arms.append(Arm(name=str(item["name"]), weight=weight,
-                        enabled=_parse_bool("arms.enabled", item.get("enabled", True)),
-                        options=options))
+        control = options is None or not _parse_bool("arms.enabled", item.get("enabled", True))
+        arms.append({"name": str(item["name"]), "weight": weight,
+                     "options": None if control else dict(options)})
     return tuple(arms)
 
 
@@ -146,14 +156,14 @@ def _convert(name: str, value: Any) -> Any:
             return _parse_bool(name, value)
         if name in ("max_request_bytes", "max_connections"):
             return int(value)
-        if name in ("connect_timeout", "upstream_timeout"):
+        if name in ("connect_timeout", "upstream_timeout", "budget_ms"):
             return float(value)
         if name == "arms":
             return _parse_arms(value)
-        if name == "rescore":
+        if name in ("rescore", "breaker"):
             parsed = _parse_json(name, value) or {}
             if not isinstance(parsed, dict):
-                raise ConfigError("rescore: expected a mapping of rescoring options")
+                raise ConfigError(f"{name}: expected a mapping")
             return parsed
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ConfigError):
@@ -170,8 +180,11 @@ FLAG_HELP = {
     "listen": "HOST:PORT to listen on (default 0.0.0.0:9201)",
     "sidecars": "sidecar gRPC address(es) HOST:PORT, comma separated; none = never rescore",
     "default_enabled": "rescore searches that carry no toggle (true/false, default true)",
-    "rescore": "JSON object of rescoring options for the connector core",
-    "arms": "JSON list of A/B arms [{name, weight, enabled, options}]",
+    "rescore": "JSON object of default rescoring options (window, fields, model, policy, ...)",
+    "arms": "JSON list of A/B arms [{name, weight, options}], options null = control arm",
+    "ab_salt": "salt of the A/B hash of X-Rescore-Key (change to reshuffle users)",
+    "budget_ms": "milliseconds a search may spend on the sidecar before falling back (default 250)",
+    "breaker": "JSON object of sidecar circuit-breaker settings (window_size, failure_rate, ...)",
     "upstream_ca": "CA bundle (PEM) to verify the upstream's certificate",
     "upstream_insecure": "do not verify the upstream's TLS certificate (true/false)",
     "upstream_client_cert": "client certificate (PEM) presented to the upstream",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 # Added latency is small when rescoring is off (sub-millisecond) and bounded by the
@@ -21,7 +21,8 @@ class ProxyMetrics:
     upstream_errors: Counter
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        """The proxy's metrics, then the process-wide ones (connector core: rescore_connector_*)."""
+        return generate_latest(self.registry) + generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
 def create_metrics() -> ProxyMetrics:

@@ -1,37 +1,52 @@
-"""Search and multi-search requests: strip the toggles, let the connector core plan and rescore.
+"""Search and multi-search requests: strip the toggles, then let the connector core rescore.
 
-The HTTP side lives here (bodies, encodings, NDJSON, headers); windowing, text extraction,
-`_source` transparency, pagination, deadline, breaker and fallback are the connector core's,
-reached through `connectors.proxy.rescoring`.
+The HTTP side lives here (bodies, encodings, NDJSON, headers, marks). Planning, windowing, text
+extraction, `_source` transparency, pagination, A/B arms, budget, breaker and fallback are the
+connector core's (`connectors.rescoring_async.AsyncRescorer`), shared with the Python wrappers.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import zlib
-from typing import Any
+from typing import Any, Mapping
+from urllib.parse import urlencode
 
-import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 
+from connectors import arms
+from connectors.core import MARKER_KEY
 from connectors.proxy import routes
-from connectors.proxy.app import (ProxyState, error_response, passthrough, read_limited, record)
+from connectors.proxy.app import ProxyState, error_response, read_limited, record, relay
 from connectors.proxy.config import ProxyConfig
-from connectors.proxy.rescoring import Outcome, Rescorer, create_rescorer as _create
-from connectors.proxy.toggle import (ARM_KEY_HEADER, BODY_SECTION, TOGGLE_HEADER, Decision,
-                                     ToggleError, decide)
+from connectors.proxy.toggle import (ARM_KEY_HEADER, BODY_SECTION, TOGGLE_HEADER, ToggleError,
+                                     merge_toggles)
 from connectors.proxy.upstream import forward_headers, response_headers
+from connectors.rescoring_async import AsyncRescorer
 
 # Response headers the proxy sets on every search it handles.
 MARK_HEADER = "X-Rescore"
 ARM_HEADER = "X-Rescore-Arm"
 FALLBACK_HEADER = "X-Rescore-Fallback"
+SKIPPED_HEADER = "X-Rescore-Skipped"
 _DROP_REQUEST = (TOGGLE_HEADER, ARM_KEY_HEADER)
 
 
-def create_rescorer(config: ProxyConfig) -> Rescorer:
-    return _create(config)
+def create_rescorer(config: ProxyConfig) -> AsyncRescorer:
+    return AsyncRescorer(config.connector_config())
+
+
+class EngineAnswer(Exception):
+    """The engine answered with something other than a readable 200: goes back as it came."""
+
+    def __init__(self, status: int, reason: str, headers: CIMultiDictProxy[str], body: bytes):
+        super().__init__(status)
+        self.status, self.reason, self.headers, self.body = status, reason, headers, body
+
+
+class _Untouched(Exception):
+    """The body cannot be read as a search: forward it as received, the engine judges it."""
 
 
 def _decode(data: bytes, encoding: str) -> bytes | None:
@@ -40,14 +55,11 @@ def _decode(data: bytes, encoding: str) -> bytes | None:
     if encoding in ("", "identity"):
         return data
     if encoding in ("gzip", "x-gzip", "deflate"):
-        try:
-            # wbits 47: gzip or zlib header detected automatically.
-            return zlib.decompress(data, 47)
-        except zlib.error:
+        for wbits in (47, -15):  # gzip or zlib header (auto), then raw deflate
             try:
-                return zlib.decompress(data, -15)  # raw deflate
+                return zlib.decompress(data, wbits)
             except zlib.error:
-                return None
+                pass
     return None
 
 
@@ -55,70 +67,62 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _marks(outcome: str, arm: str, reason: str = "") -> dict[str, str]:
-    headers = {MARK_HEADER: outcome}
+def _parse_object(line: bytes) -> dict[str, Any] | None:
+    if not line.strip():
+        return None
+    try:
+        value = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        raise _Untouched from None
+    if not isinstance(value, dict):
+        raise _Untouched
+    return value
+
+
+def _parse_msearch(data: bytes) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    lines = data.split(b"\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines or len(lines) % 2:
+        raise _Untouched
+    return [(_parse_object(lines[i]) or {}, _parse_object(lines[i + 1]) or {})
+            for i in range(0, len(lines), 2)]
+
+
+def _ndjson(lines: list[Any]) -> bytes:
+    return b"".join(_dumps(line) + b"\n" for line in lines)
+
+
+def _marks(mark: Mapping[str, Any] | None, arm: str | None) -> dict[str, str]:
+    """Response headers from the core's `_rescore` marker (None: not handed to the core)."""
+    headers = {}
+    if mark is None:
+        headers[MARK_HEADER] = "off"
+    elif mark.get("reranked"):
+        headers[MARK_HEADER] = "reranked"
+    elif mark.get("fallback"):
+        headers[MARK_HEADER] = "fallback"
+        headers[FALLBACK_HEADER] = str(mark["fallback"])
+    else:
+        headers[MARK_HEADER] = "off"
+        if mark.get("skipped"):
+            headers[SKIPPED_HEADER] = str(mark["skipped"])
     if arm:
         headers[ARM_HEADER] = arm
-    if reason:
-        headers[FALLBACK_HEADER] = reason
     return headers
 
 
-def _summary(outcomes: list[Outcome]) -> tuple[str, str]:
+def _msearch_mark(responses: list[Any]) -> dict[str, Any] | None:
     """One mark for a multi-search: fallback if any fell back, reranked if any was, else off."""
-    reasons = sorted({o.reason for o in outcomes if o.outcome == "fallback" and o.reason})
-    if any(o.outcome == "fallback" for o in outcomes):
-        return "fallback", ",".join(reasons)
-    if any(o.outcome == "reranked" for o in outcomes):
-        return "reranked", ""
-    return "off", ""
-
-
-class _Untouched(Exception):
-    """The body cannot be inspected: forward it as received, the engine answers."""
-
-
-def _parse_search(data: bytes) -> dict[str, Any] | None:
-    if not data.strip():
-        return None
-    try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise _Untouched from None
-    if not isinstance(body, dict):
-        raise _Untouched
-    return body
-
-
-def _parse_msearch(data: bytes) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
-    lines = data.split(b"\n")
-    if lines and not lines[-1].strip():
-        lines.pop()
-    if len(lines) % 2:
-        raise _Untouched
-    pairs = []
-    for i in range(0, len(lines), 2):
-        header = _parse_search(lines[i]) or {}
-        pairs.append((header, _parse_search(lines[i + 1])))
-    return pairs
-
-
-async def _forward_raw(request: web.BaseRequest, state: ProxyState, route: str, raw_path: str,
-                       raw_query: str, data: bytes, headers, marks: dict[str, str],
-                       outcome: str, arm: str, started: float) -> web.StreamResponse:
-    from connectors.proxy.app import relay
-
-    t0 = time.perf_counter()
-    upstream = await state.upstreams.request(state.session, request.method, raw_path, raw_query,
-                                             headers, data if data else None, True)
-    waited = time.perf_counter() - t0
-    try:
-        response, body_wait = await relay(request, upstream, marks)
-    finally:
-        upstream.release()
-    record(state, route, response.status, arm, outcome,
-           time.perf_counter() - started - waited - body_wait)
-    return response
+    marks = [r.get(MARKER_KEY) for r in responses if isinstance(r, dict)]
+    marks = [m for m in marks if isinstance(m, dict)]
+    fallbacks = sorted({str(m["fallback"]) for m in marks if m.get("fallback")})
+    if fallbacks:
+        return {"reranked": False, "fallback": ",".join(fallbacks)}
+    if any(m.get("reranked") for m in marks):
+        return {"reranked": True}
+    skipped = sorted({str(m["skipped"]) for m in marks if m.get("skipped")})
+    return {"reranked": False, "skipped": ",".join(skipped) or None}
 
 
 async def handle_search(request: web.BaseRequest, state: ProxyState, route: str, raw_path: str,
@@ -126,144 +130,131 @@ async def handle_search(request: web.BaseRequest, state: ProxyState, route: str,
     started = time.perf_counter()
     raw_query, query_toggle = routes.split_toggle(raw_query)
     header_toggle = request.headers.get(TOGGLE_HEADER)
-    key = request.headers.get(ARM_KEY_HEADER)
+    ab_key = request.headers.get(ARM_KEY_HEADER)
     headers = forward_headers(request.headers, drop=_DROP_REQUEST)
     raw = await read_limited(request, state.config.max_request_bytes) if request.body_exists else b""
-    encoding = request.headers.get("Content-Encoding", "")
-    data = _decode(raw, encoding)
-    params = routes.query_params(raw_query)
+    data = _decode(raw, request.headers.get("Content-Encoding", ""))
+    body: Any = None
+    section: Any = None
     try:
         if data is None:
             raise _Untouched
         if route == routes.SEARCH:
-            body = _parse_search(data)
-            searches = [({}, body)]
+            body = _parse_object(data)
+            section = body.pop(BODY_SECTION, None) if body is not None else None
         else:
-            searches = _parse_msearch(data)
-        sections = [b.pop(BODY_SECTION, None) if b is not None else None for _, b in searches]
-        decisions = [decide(state.config, header=header_toggle, key=key, query=query_toggle,
-                            body_section=s) for s in sections]
-    except ToggleError as exc:
+            body = _parse_msearch(data)
+            sections = [b.pop(BODY_SECTION, None) for _, b in body]
+            section = sections[0]
+            if any(s != section for s in sections):
+                raise ToggleError(f"{BODY_SECTION}: every search of one _msearch must carry the "
+                                  "same section (or use the X-Rescore header)")
+        rerank = merge_toggles(header_toggle, query_toggle, section)
+        choice = arms.resolve(state.rescorer.config, rerank, ab_key) if state.rescorer else None
+    except (ToggleError, ValueError, TypeError) as exc:
         record(state, route, 400, "", "error", time.perf_counter() - started)
         return error_response(400, "rescore_toggle_exception", str(exc))
     except _Untouched:
-        # Undecodable or invalid JSON: the engine gets it as sent and answers with its own error.
-        try:
-            decision = decide(state.config, header=header_toggle, key=key, query=query_toggle)
-        except ToggleError as exc:
-            record(state, route, 400, "", "error", time.perf_counter() - started)
-            return error_response(400, "rescore_toggle_exception", str(exc))
-        marks = (_marks("fallback", decision.arm, "invalid_body")
-                 if decision.enabled and state.rescorer else _marks("off", decision.arm))
-        return await _forward_raw(request, state, route, raw_path, raw_query, raw, headers, marks,
-                                  marks[MARK_HEADER], decision.arm, started)
+        # Not a readable search body: the engine gets it as sent and answers with its own error.
+        return await _forward(request, state, route, raw_path, raw_query, headers, raw,
+                              _marks(None, None), started)
 
-    active = state.rescorer is not None and any(d.enabled for d in decisions)
-    arm = decisions[0].arm if decisions else ""
-    if not active:
-        changed = any(s is not None for s in sections)
-        if changed:
+    if choice is None or not choice.options.enabled:
+        # Not rescored: the request goes through as sent (minus the toggles), answer untouched.
+        if section is not None:
             headers.popall("Content-Encoding", None)
-            raw = _encode(route, searches)
-        return await _forward_raw(request, state, route, raw_path, raw_query, raw, headers,
-                                  _marks("off", arm), "off", arm, started)
-    return await _rescored(request, state, route, raw_path, raw_query, params, headers, searches,
-                           decisions, started)
+            raw = _dumps(body) if route == routes.SEARCH else _ndjson([x for p in body for x in p])
+        return await _forward(request, state, route, raw_path, raw_query, headers, raw,
+                              _marks(None, choice.arm if choice else None), started)
+    return await _rescore(request, state, route, raw_path, raw_query, headers, body, rerank, ab_key,
+                          choice.arm, started)
 
 
-def _encode(route: str, searches: list[tuple[dict, dict | None]]) -> bytes:
-    if route == routes.SEARCH:
-        body = searches[0][1]
-        return _dumps(body) if body is not None else b""
-    out = []
-    for header, body in searches:
-        out += [_dumps(header), _dumps(body if body is not None else {})]
-    return b"\n".join(out) + b"\n"
-
-
-async def _rescored(request: web.BaseRequest, state: ProxyState, route: str, raw_path: str,
-                    raw_query: str, params: dict[str, str], headers, searches, decisions:
-                    list[Decision], started: float) -> web.StreamResponse:
-    rescorer: Rescorer = state.rescorer
-    plans = []
-    planned = []
-    for (header, body), decision in zip(searches, decisions):
-        search_params = {**params, **{k: str(v) for k, v in header.items()}}
-        plan = rescorer.plan(body, search_params, decision) if decision.enabled else None
-        plans.append(plan)
-        planned.append((header, plan.engine_body if plan is not None else body))
-    headers.popall("Content-Encoding", None)
-    # The proxy reads the answer: ask for it uncompressed rather than inflate it here.
-    headers.popall("Accept-Encoding", None)
-    data = _encode(route, planned)
+async def _forward(request: web.BaseRequest, state: ProxyState, route: str, raw_path: str,
+                   raw_query: str, headers: CIMultiDict[str], data: bytes,
+                   marks: dict[str, str], started: float) -> web.StreamResponse:
     t0 = time.perf_counter()
-    upstream = await state.upstreams.request(state.session, request.method, raw_path,
-                                             planned_query(raw_query, plans), headers,
-                                             data or None, True)
+    upstream = await state.upstreams.request(state.session, request.method, raw_path, raw_query,
+                                             headers, data or None, True)
+    waited = time.perf_counter() - t0
     try:
-        answer = await upstream.read()
+        response, body_wait = await relay(request, upstream, marks)
     finally:
         upstream.release()
-    waited = time.perf_counter() - t0
-    arm = decisions[0].arm
-    out_headers = response_headers(upstream.headers)
-    decoded = _decode(answer, upstream.headers.get("Content-Encoding", ""))
-    parsed = None
-    if upstream.status == 200 and decoded is not None:
-        try:
-            parsed = json.loads(decoded)
-        except ValueError:
-            parsed = None
-    if not isinstance(parsed, dict) or (route == routes.MSEARCH
-                                        and not isinstance(parsed.get("responses"), list)):
-        # Engine error or an answer the proxy cannot read: as the engine sent it.
-        reason = "engine_error" if upstream.status != 200 else "unreadable_response"
-        out_headers.update(_marks("fallback", arm, reason))
-        record(state, route, upstream.status, arm, "fallback",
-               time.perf_counter() - started - waited)
-        state.metrics.fallbacks.labels(reason).inc()
-        return web.Response(status=upstream.status, reason=upstream.reason, body=answer,
-                            headers=out_headers)
-    if route == routes.SEARCH:
-        results = [await _finish(rescorer, parsed, plans[0])]
-        parsed = results[0].body
-    else:
-        responses = parsed["responses"]
-        if len(responses) != len(plans):
-            plans = [None] * len(responses)
-        results = await asyncio.gather(*(_finish(rescorer, r, p)
-                                         for r, p in zip(responses, plans)))
-        parsed["responses"] = [r.body for r in results]
-    for r in results:
-        if r.outcome == "fallback":
-            state.metrics.fallbacks.labels(r.reason or "unknown").inc()
-    outcome, reason = _summary(list(results))
-    out_headers.popall("Content-Encoding", None)
-    out_headers.update(_marks(outcome, arm, reason))
-    response = web.Response(status=upstream.status, reason=upstream.reason, body=_dumps(parsed),
-                            headers=out_headers)
-    record(state, route, upstream.status, arm, outcome, time.perf_counter() - started - waited)
+    record(state, route, response.status, marks.get(ARM_HEADER, ""), "off",
+           time.perf_counter() - started - waited - body_wait)
     return response
 
 
-async def _finish(rescorer: Rescorer, response: Any, plan: Any) -> Outcome:
-    if plan is None:
-        return Outcome(body=response, outcome="off")
-    if not isinstance(response, dict) or "hits" not in response:
-        # An error item of a multi-search: unchanged.
-        return Outcome(body=response, outcome="fallback", reason="engine_error")
-    return await rescorer.finish(response, plan)
+async def _rescore(request: web.BaseRequest, state: ProxyState, route: str, raw_path: str,
+                   raw_query: str, headers: CIMultiDict[str], body: Any, rerank: Any,
+                   ab_key: str | None, arm: str | None, started: float) -> web.StreamResponse:
+    params = routes.query_params(raw_query)
+    headers.popall("Content-Encoding", None)
+    # The proxy reads the answer: ask for it uncompressed rather than inflate it here.
+    headers.popall("Accept-Encoding", None)
+    if "Content-Type" not in headers:  # keep the client's (it may carry a compatibility version)
+        headers["Content-Type"] = ("application/x-ndjson" if route == routes.MSEARCH
+                                   else "application/json")
+    engine: dict[str, Any] = {"waited": 0.0}
 
+    async def call_engine(data: bytes, query: str) -> dict:
+        t0 = time.perf_counter()
+        upstream = await state.upstreams.request(state.session, request.method, raw_path, query,
+                                                 headers, data, True)
+        try:
+            answer = await upstream.read()
+        finally:
+            upstream.release()
+        engine["waited"] += time.perf_counter() - t0
+        engine["response"] = upstream
+        decoded = _decode(answer, upstream.headers.get("Content-Encoding", ""))
+        parsed = None
+        if upstream.status == 200 and decoded is not None:
+            try:
+                parsed = json.loads(decoded)
+            except ValueError:
+                pass
+        if not isinstance(parsed, dict):
+            raise EngineAnswer(upstream.status, upstream.reason or "", upstream.headers, answer)
+        return parsed
 
-def planned_query(raw_query: str, plans: list[Any]) -> str:
-    """The query string after planning: the core may move from/size from the URL into the body."""
-    for plan in plans:
-        if plan is not None and getattr(plan, "drop_params", None):
-            kept = [item for item in raw_query.split("&")
-                    if item.partition("=")[0] not in plan.drop_params]
-            return "&".join(kept)
-    return raw_query
+    async def engine_search(b: dict, p: dict) -> dict:
+        # The plan may have moved from/size/_source from the URL into the body.
+        query = raw_query if p == params else urlencode(p)
+        return await call_engine(_dumps(b), query)
 
+    async def engine_msearch(lines: list, p: dict) -> dict:
+        return await call_engine(_ndjson(lines), raw_query)
 
-__all__ = ["handle_search", "create_rescorer", "MARK_HEADER", "ARM_HEADER", "FALLBACK_HEADER",
-           "aiohttp"]
+    try:
+        if route == routes.SEARCH:
+            out = await state.rescorer.search(engine_search, body, params, rerank=rerank,
+                                              ab_key=ab_key)
+            mark = out.get(MARKER_KEY)
+        else:
+            searches = [x for pair in body for x in pair]
+            out = await state.rescorer.msearch(engine_msearch, searches, params, rerank=rerank,
+                                               ab_key=ab_key)
+            mark = _msearch_mark(out.get("responses", []))
+    except EngineAnswer as answer:
+        # Engine errors (and answers the proxy cannot read) reach the client as the engine sent them.
+        out_headers = response_headers(answer.headers)
+        out_headers.update(_marks({"skipped": "engine_error"}, arm))
+        record(state, route, answer.status, arm or "", "engine_error",
+               time.perf_counter() - started - engine["waited"])
+        return web.Response(status=answer.status, reason=answer.reason, body=answer.body,
+                            headers=out_headers)
+    upstream = engine["response"]
+    out_headers = response_headers(upstream.headers, drop=("Content-Encoding",))
+    marks = _marks(mark if isinstance(mark, dict) else None, arm)
+    out_headers.update(marks)
+    outcome = marks[MARK_HEADER]
+    if outcome == "fallback":
+        for reason in marks[FALLBACK_HEADER].split(","):
+            state.metrics.fallbacks.labels(reason).inc()
+    response = web.Response(status=upstream.status, reason=upstream.reason, body=_dumps(out),
+                            headers=out_headers)
+    record(state, route, upstream.status, arm or "", outcome,
+           time.perf_counter() - started - engine["waited"])
+    return response

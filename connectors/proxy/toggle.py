@@ -1,19 +1,15 @@
-"""Whether and how to rescore one search: configured default, A/B arm, then the client's toggles.
+"""The client's rescoring toggles, read from HTTP and handed to the connector core as `rerank=`.
 
 A toggle is `on`/`off` (also true/false, 1/0, yes/no) or a JSON object of rescoring options
 (`{"window": 50}`; `"enabled": false` inside it turns rescoring off). It can come from the
 `X-Rescore` header, the `rescore` query-string parameter or a `rescore_sidecar` body section;
-the most specific wins: body > query string > header > arm > default.
+all present are merged, the most specific winning: body > query string > header. The core then
+applies it on top of the A/B arm (`X-Rescore-Key`) or the configured default.
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
-import random
-from typing import Any, Mapping
-
-from connectors.proxy.config import Arm, ProxyConfig
+from typing import Any
 
 TOGGLE_HEADER = "X-Rescore"
 ARM_KEY_HEADER = "X-Rescore-Key"
@@ -27,17 +23,8 @@ class ToggleError(ValueError):
     """A toggle the proxy cannot read; answered with 400 before anything reaches the engine."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Decision:
-    enabled: bool
-    arm: str = ""
-    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    # Where the final say came from: default, arm, header, query, body.
-    source: str = "default"
-
-
 def parse_toggle(value: Any, where: str) -> tuple[bool | None, dict[str, Any]]:
-    """(enabled or None for "unchanged", options) from one toggle value."""
+    """(enabled, or None for "as configured", option overrides) from one toggle value."""
     if isinstance(value, bool):
         return value, {}
     if isinstance(value, dict):
@@ -61,38 +48,17 @@ def parse_toggle(value: Any, where: str) -> tuple[bool | None, dict[str, Any]]:
     raise ToggleError(f"{where}: expected on, off or a JSON object of options, got {value!r}")
 
 
-def choose_arm(arms: tuple[Arm, ...], key: str | None) -> Arm | None:
-    """Weighted arm choice: stable for a key (same key, same arm), random without one."""
-    if not arms:
-        return None
-    total = sum(a.weight for a in arms)
-    if key:
-        digest = hashlib.sha256(key.encode()).digest()
-        point = int.from_bytes(digest[:8], "big") / 2**64 * total
-    else:
-        point = random.random() * total
-    for arm in arms:
-        if point < arm.weight:
-            return arm
-        point -= arm.weight
-    return [a for a in arms if a.weight > 0][-1]
-
-
-def decide(config: ProxyConfig, *, header: str | None, key: str | None, query: str | None,
-           body_section: Any = None) -> Decision:
-    enabled, options, source, arm_name = config.default_enabled, dict(config.rescore), "default", ""
-    arm = choose_arm(config.arms, key)
-    if arm is not None:
-        enabled, arm_name, source = arm.enabled, arm.name, "arm"
-        options.update(arm.options)
-    for value, where in ((header, "header"), (query, "query"), (body_section, "body")):
+def merge_toggles(header: str | None, query: str | None, body: Any = None) -> Any:
+    """The core's `rerank=` value: None (arm or default), a bool, or a dict of overrides."""
+    enabled: bool | None = None
+    options: dict[str, Any] = {}
+    for value, where in ((header, f"{TOGGLE_HEADER} header"), (query, "rescore query parameter"),
+                         (body, f"{BODY_SECTION} body section")):
         if value is None:
             continue
-        flag, extra = parse_toggle(value, {"header": f"{TOGGLE_HEADER} header",
-                                           "query": "rescore query parameter",
-                                           "body": f"{BODY_SECTION} body section"}[where])
-        if flag is not None:
-            enabled = flag
+        flag, extra = parse_toggle(value, where)
+        enabled = flag if flag is not None else enabled
         options.update(extra)
-        source = where
-    return Decision(enabled=enabled, arm=arm_name, options=options, source=source)
+    if not options:
+        return enabled
+    return {**options, "enabled": True if enabled is None else enabled}
