@@ -35,6 +35,7 @@ class Report:
     baseline: SystemRun
     candidates: tuple[SystemRun, ...]
     context: dict[str, Any] = dataclasses.field(default_factory=dict)  # machine, command, sidecar, ...
+    notes: tuple[str, ...] = ()             # extra lines shown under the table headline
 
     @property
     def num_queries(self) -> int:
@@ -66,7 +67,7 @@ def to_json(report: Report) -> dict[str, Any]:
         "depth": report.depth, "queries": report.num_queries, "metrics": list(report.metrics),
         "significance": "95% CI: percentile bootstrap of the mean per-query delta (10,000 resamples); "
                         "p: two-sided paired randomisation test (10,000 sign flips)",
-        "context": report.context,
+        "context": report.context, "notes": list(report.notes),
         "engine_order": system(report.baseline, None),
         "configurations": [system(c, report.comparisons(c)) for c in report.candidates],
     }
@@ -110,7 +111,7 @@ def markdown(report: Report) -> str:
         lat = cand.latency or Latency(math.nan, math.nan, math.nan, 0)
         rows.append([cand.name, *cells, _ms(lat.p50_ms), _ms(lat.p99_ms), str(cand.fallbacks)])
     lines = [f"**{report.collection}** — {report.num_queries} judged queries, top {report.depth} "
-             f"from {report.engine}; {report.gain_note}.", ""]
+             f"from {report.engine}; {report.gain_note}.", *report.notes, ""]
     lines += _table(head, rows, "l" + "r" * (len(head) - 1))
     lines += ["", "`*` p < 0.05. Deltas are against engine order, paired by query:", ""]
     lines += _table(["system", "metric", "delta", "95% CI", "p", "wins/losses/ties"], detail, "llrrrr")
