@@ -154,19 +154,17 @@ def plot(report: Report, path: str | os.PathLike, *, metric: str | None = None) 
         fig.add_subplot(grid[0, 0]).text(0.5, 0.5, "no rescoring configuration", ha="center")
 
     ax = fig.add_subplot(grid[:, 1])
-    ax.scatter([0], [report.baseline.mean(metric)], marker="s", color="black", zorder=3)
-    ax.annotate(report.baseline.name, (0, report.baseline.mean(metric)), textcoords="offset points",
-                xytext=(6, -10), fontsize=8)
+    ax.scatter([0], [report.baseline.mean(metric)], marker="s", color="black", zorder=3, label=report.baseline.name)
     for i, cand in enumerate(report.candidates):
         lat = cand.latency
         x = lat.p50_ms if lat and not math.isnan(lat.p50_ms) else 0.0
         y = cand.mean(metric)
-        color = f"C{i}"
-        if lat and not math.isnan(lat.p99_ms):
-            ax.errorbar([x], [y], xerr=[[0], [max(lat.p99_ms - x, 0)]], fmt="o", color=color, capsize=3, zorder=3)
-        else:
-            ax.scatter([x], [y], color=color, zorder=3)
-        ax.annotate(cand.name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8, color=color)
+        star = "*" if compare(metric, base, cand.per_query[metric]).significant else ""
+        xerr = [[0], [max(lat.p99_ms - x, 0)]] if lat and not math.isnan(lat.p99_ms) else None
+        # Full names go in the legend below: long labels next to points run off the axes.
+        ax.errorbar([x], [y], xerr=xerr, fmt="o", color=f"C{i}", capsize=3, zorder=3, label=f"{cand.name}{star}")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.09), frameon=False,
+              title="* p < 0.05 vs. engine order", title_fontsize=7)
     ax.set_xlabel("added latency per query, ms (dot p50, bar to p99)", fontsize=8)
     ax.set_ylabel(f"mean {metric}", fontsize=8)
     ax.set_title(f"quality vs. added latency ({report.num_queries} queries)", fontsize=9, loc="left")
