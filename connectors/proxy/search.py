@@ -6,6 +6,7 @@ connector core's (`connectors.rescoring_async.AsyncRescorer`), shared with the P
 """
 from __future__ import annotations
 
+import gzip
 import json
 import time
 import zlib
@@ -191,8 +192,7 @@ async def _rescore(request: web.BaseRequest, state: ProxyState, route: str, raw_
                    ab_key: str | None, arm: str | None, started: float) -> web.StreamResponse:
     params = routes.query_params(raw_query)
     headers.popall("Content-Encoding", None)
-    # The proxy reads the answer: ask for it uncompressed rather than inflate it here.
-    headers.popall("Accept-Encoding", None)
+    # Accept-Encoding stays: engine errors must reach the client exactly as the engine sends them.
     if "Content-Type" not in headers:  # keep the client's (it may carry a compatibility version)
         headers["Content-Type"] = ("application/x-ndjson" if route == routes.MSEARCH
                                    else "application/json")
@@ -247,13 +247,18 @@ async def _rescore(request: web.BaseRequest, state: ProxyState, route: str, raw_
                             headers=out_headers)
     upstream = engine["response"]
     out_headers = response_headers(upstream.headers, drop=("Content-Encoding",))
+    data = _dumps(out)
+    if upstream.headers.get("Content-Encoding", "").strip().lower() in ("gzip", "x-gzip"):
+        # Answer in the encoding the engine chose for this client (level 1: cheap, most of the gain).
+        data = gzip.compress(data, compresslevel=1)
+        out_headers["Content-Encoding"] = "gzip"
     marks = _marks(mark if isinstance(mark, dict) else None, arm)
     out_headers.update(marks)
     outcome = marks[MARK_HEADER]
     if outcome == "fallback":
         for reason in marks[FALLBACK_HEADER].split(","):
             state.metrics.fallbacks.labels(reason).inc()
-    response = web.Response(status=upstream.status, reason=upstream.reason, body=_dumps(out),
+    response = web.Response(status=upstream.status, reason=upstream.reason, body=data,
                             headers=out_headers)
     record(state, route, upstream.status, arm or "", outcome,
            time.perf_counter() - started - engine["waited"])
