@@ -14,6 +14,7 @@ import logging
 import pathlib
 from typing import Sequence
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer
 
@@ -71,8 +72,13 @@ class Backend:
             inputs["token_type_ids"] = types
         return {key: value.to(self.device, non_blocking=True) for key, value in inputs.items()}
 
-    def forward(self, batch: Sequence[TokenizedSequence]) -> torch.Tensor:
-        """Runs one padded batch; returns float32 rows on the CPU (logits or embeddings)."""
+    def forward(self, batch: Sequence[TokenizedSequence]) -> np.ndarray:
+        """Runs one padded batch; returns float32 rows (logits or embeddings) as numpy.
+
+        Results leave torch here so that no torch op runs on the event loop thread: a second
+        thread calling into torch starts a second OpenMP team, and on a small CPU the two
+        teams' spinning threads slow each other down.
+        """
         inputs = self.pad(batch)
         with torch.inference_mode():
             if self.kind == CROSS_ENCODER:
@@ -82,7 +88,7 @@ class Backend:
                 mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
                 out = torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
-        return out.float().cpu()
+        return out.float().cpu().numpy()
 
 
 def resolve_device(name: str) -> torch.device:

@@ -19,7 +19,7 @@ import logging
 import time
 from typing import Sequence
 
-import torch
+import numpy as np
 
 from sidecar import metrics
 from sidecar.backend import Backend, TokenizedSequence
@@ -44,7 +44,7 @@ class Job:
     deadline: float | None  # time.monotonic() value, None = no deadline
     future: asyncio.Future
     enqueued_at: float = dataclasses.field(default_factory=time.monotonic)
-    rows: list[torch.Tensor | None] = dataclasses.field(default_factory=list)
+    rows: list[np.ndarray | None] = dataclasses.field(default_factory=list)
     remaining: int = 0
     started_at: float | None = None  # first forward pass carrying this job
     compute_seconds: float = 0.0
@@ -216,7 +216,7 @@ class ModelQueue:
         metrics.COMPUTE_SECONDS.labels(name).observe(elapsed)
 
     @staticmethod
-    def _deliver(batch: list[_Item], rows: torch.Tensor, elapsed: float) -> None:
+    def _deliver(batch: list[_Item], rows: np.ndarray, elapsed: float) -> None:
         jobs_seen: set[int] = set()
         for row, item in zip(rows, batch):
             job = item.job

@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Mapping
 
-import torch
+import numpy as np
 
 from sidecar import metrics
 from sidecar.backend import CROSS_ENCODER, Backend
@@ -26,15 +26,21 @@ log = logging.getLogger(__name__)
 _SCORE_MODES = {pb.SCORE_MODE_UNSPECIFIED, pb.SCORE_MODE_NORMALIZED, pb.SCORE_MODE_RAW}
 
 
-def scores_from_rows(backend: Backend, rows: list[torch.Tensor], raw: bool) -> list[float]:
-    """Turns model output rows into one score per document (see ScoreMode in the proto)."""
-    stacked = torch.stack(rows)
+def scores_from_rows(backend: Backend, rows: list[np.ndarray], raw: bool) -> list[float]:
+    """Turns model output rows into one score per document (see ScoreMode in the proto).
+
+    numpy, not torch: this runs on the event loop thread (see Backend.forward).
+    """
+    stacked = np.stack(rows).astype(np.float64)
     if backend.kind == CROSS_ENCODER:
         if stacked.shape[1] == 1:
             logits = stacked[:, 0]
-            return (logits if raw else torch.sigmoid(logits)).tolist()
+            return (logits if raw else 1 / (1 + np.exp(-logits))).tolist()
         # Multi-label heads: the last label is taken as "relevant" (as in 2-label MS MARCO models).
-        return (stacked[:, -1] if raw else torch.softmax(stacked, dim=1)[:, -1]).tolist()
+        if raw:
+            return stacked[:, -1].tolist()
+        shifted = np.exp(stacked - stacked.max(axis=1, keepdims=True))
+        return (shifted[:, -1] / shifted.sum(axis=1)).tolist()
     query, docs = stacked[0], stacked[1:]
     return (docs @ query).tolist()  # embeddings are L2-normalised: dot product = cosine
 

@@ -4,7 +4,7 @@ import random
 import time
 
 import pytest
-import torch
+import numpy as np
 
 from sidecar.backend import TokenizedSequence
 from sidecar.batching import BatchLimits, Job, ModelQueue, plan_batches
@@ -35,7 +35,7 @@ class RecordingBackend:
     def forward(self, batch):
         self.batches.append([len(seq.ids) for seq in batch])
         time.sleep(self.delay)
-        return torch.tensor([[float(seq.ids[0])] for seq in batch])
+        return np.array([[float(seq.ids[0])] for seq in batch], dtype=np.float32)
 
 
 def _job(loop, values, lengths, deadline=None):
