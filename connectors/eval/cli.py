@@ -81,6 +81,8 @@ def check_args(args: argparse.Namespace, served: Sequence[str] = ()) -> list[Res
     configs = [parse_config(s, default_window=min(args.window, args.depth), default_model=served[0] if served else "")
                for s in (args.config or DEFAULT_CONFIGS)]
     for c in configs:
+        if c.options["window"] > args.depth:
+            raise ValueError(f"{c.label}: window {c.options['window']} is larger than --depth {args.depth}")
         if served and c.options.get("model") and c.options["model"] not in served:
             raise ValueError(f"{c.label}: the sidecar serves no model {c.options['model']!r} "
                              f"(it serves {', '.join(served)})")
@@ -110,12 +112,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         with sigterm_as_interrupt(), contextlib.ExitStack() as stack:
             engine = open_engine(stack, args.engine_url, args.engine, args.engine_version, log=log)
             sidecar = open_sidecar(stack, args.sidecar, args.model, log=log)
-            log(f"engine: {engine.describe()}; {sidecar.describe()}")
+            log(f"engine: {engine.describe()}; sidecar: {sidecar.describe()}")
             configs = check_args(args, sidecar.models)
             settings = RunSettings(index=args.index, depth=args.depth, recall_k=args.recall_k,
                                    budget_ms=args.budget_ms, reindex=not args.no_reindex)
             context = {"command": "rescore-sidecar eval " + " ".join(sys.argv[1:] if argv is None else argv),
-                       "sidecar_models": list(sidecar.models), "sidecar": sidecar.describe()}
+                       "sidecar_models": dict(zip(sidecar.models, sidecar.kinds)), "sidecar": sidecar.describe(),
+                       "sidecar_address": sidecar.address, "engine_url": engine.url,
+                       "models_given": list(args.model)}
             report = run_eval(collection, engine, sidecar.address, configs, settings,
                               progress=progress_bars(not args.no_progress), context=context)
         paths = write_all(report, pathlib.Path(args.out))

@@ -35,8 +35,8 @@ class Engine:
     started_here: bool
 
     def describe(self) -> str:
-        where = "local node started for this run" if self.started_here else self.url
-        return f"{self.kind} {self.version} ({where})"
+        where = "local node started for this run" if self.started_here else "your cluster"
+        return f"{self.kind} {self.version} at {self.url} ({where})"
 
     def client(self, **kwargs):
         if self.kind == "opensearch":
@@ -83,11 +83,12 @@ class Sidecar:
     address: str
     started_here: bool
     models: tuple[str, ...] = ()   # names the sidecar serves (first = default), when known
+    kinds: tuple[str, ...] = ()    # "cross-encoder" | "bi-encoder", parallel to `models`
 
     def describe(self) -> str:
-        where = "started for this run" if self.started_here else self.address
-        served = f"; models {', '.join(self.models)}" if self.models else ""
-        return f"sidecar {where}{served}"
+        where = f"{self.address} ({'started for this run' if self.started_here else 'your sidecar'})"
+        served = ", ".join(f"{m} ({k})" if k else m for m, k in zip(self.models, self.kinds or [""] * len(self.models)))
+        return f"{where}; serving {served}" if served else where
 
 
 def _free_port() -> int:
@@ -96,8 +97,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def list_models(address: str, timeout: float = 10.0) -> tuple[str, ...]:
-    """Names of the models the sidecar at `address` serves, default first."""
+def list_models(address: str, timeout: float = 10.0) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(names, kinds) of the models the sidecar at `address` serves, default first."""
     import grpc
 
     from sidecar.pb.rescore.v1 import rescore_pb2, rescore_pb2_grpc
@@ -109,7 +110,8 @@ def list_models(address: str, timeout: float = 10.0) -> tuple[str, ...]:
         except grpc.RpcError as exc:
             raise ServiceError(f"no sidecar answering at {address}: {exc.code().name} {exc.details()}") from None
     models = sorted(reply.models, key=lambda m: not m.is_default)
-    return tuple(m.name for m in models)
+    kinds = {rescore_pb2.MODEL_KIND_CROSS_ENCODER: "cross-encoder", rescore_pb2.MODEL_KIND_BI_ENCODER: "bi-encoder"}
+    return tuple(m.name for m in models), tuple(kinds.get(m.kind, "") for m in models)
 
 
 def _serving(address: str) -> bool:
@@ -131,7 +133,7 @@ def open_sidecar(stack: contextlib.ExitStack, address: str | None, models: Seque
     `models` are `[NAME=]SOURCE` values for the started sidecar's `--model`; none = its offline default.
     """
     if address:
-        return Sidecar(address, False, list_models(address))
+        return Sidecar(address, False, *list_models(address))
     port = _free_port()
     cmd = [sys.executable, "-m", "sidecar", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--metrics-port", "0", "--device", "cpu", "--drain-seconds", "0", *extra_args]
@@ -152,7 +154,7 @@ def open_sidecar(stack: contextlib.ExitStack, address: str | None, models: Seque
             state = f"exited with status {process.returncode}" if process.poll() is not None else "timed out"
             raise ServiceError(f"sidecar {state} before serving: {' '.join(cmd)}\n{tail}")
         time.sleep(0.3)
-    return Sidecar(address, True, list_models(address))
+    return Sidecar(address, True, *list_models(address))
 
 
 def _stop_process(process: subprocess.Popen, grace_seconds: float = 15.0) -> None:
