@@ -11,7 +11,7 @@ import pathlib
 from typing import Annotated, Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ModelKindName = Literal["auto", "cross-encoder", "bi-encoder"]
@@ -78,6 +78,11 @@ class SidecarConfig(BaseSettings):
     drain_seconds: float = Field(20.0, ge=0, description="grace period for in-flight requests on SIGTERM")
     tokenizer_threads: int = Field(2, ge=1)
     torch_threads: int = Field(0, ge=0, description="intra-op CPU threads; 0 = torch's default")
+    tls_cert_file: str = Field("", description="PEM certificate chain; with tls_key_file turns on TLS")
+    tls_key_file: str = Field("", description="PEM private key of tls_cert_file")
+    tls_client_ca_file: str = Field("", description="PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)")
+    auth_token: SecretStr = Field(SecretStr(""), description="shared bearer token clients must send; empty = no token check")
+    auth_token_file: str = Field("", description="file holding the shared bearer token (wins over auth_token)")
     log_level: str = "INFO"
     log_documents: bool = Field(False, description="log query and document text (debugging only)")
 
@@ -89,6 +94,23 @@ class SidecarConfig(BaseSettings):
         if isinstance(value, str):
             value = [part for part in value.split(",") if part.strip()]
         return [ModelSpec.parse(item) for item in value]
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> SidecarConfig:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file must be given together")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ValueError("tls_client_ca_file (mutual TLS) needs tls_cert_file and tls_key_file")
+        return self
+
+    def token(self) -> str:
+        """The shared bearer token, or "" when none is configured."""
+        if self.auth_token_file:
+            try:
+                return pathlib.Path(self.auth_token_file).read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"cannot read auth_token_file: {exc}") from exc
+        return self.auth_token.get_secret_value()
 
     def model_specs(self) -> list[ModelSpec]:
         """The configured models, or the bundled offline model when none is configured."""

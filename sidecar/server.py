@@ -27,6 +27,7 @@ from sidecar.batching import BatchLimits, ModelQueue
 from sidecar.config import SidecarConfig, load_config
 from sidecar.errors import InvalidRequest, to_status
 from sidecar.pb.rescore.v1 import rescore_pb2 as pb
+from sidecar.security import BearerTokenInterceptor, server_credentials
 from sidecar.service import RerankService
 
 log = logging.getLogger("sidecar")
@@ -120,16 +121,23 @@ class Sidecar:
         options = [("grpc.max_receive_message_length", cfg.max_request_bytes + 4096),
                    ("grpc.max_send_message_length", 64 * 1024 * 1024),
                    ("grpc.so_reuseport", 0)]
-        self.server = grpc.aio.server(options=options)
+        token = cfg.token()
+        interceptors = [BearerTokenInterceptor(token)] if token else []
+        self.server = grpc.aio.server(options=options, interceptors=interceptors)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         reflection.enable_server_reflection([SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
-        self.port = self.server.add_insecure_port(f"{cfg.host}:{cfg.port}")
+        credentials = server_credentials(cfg)
+        address = f"{cfg.host}:{cfg.port}"
+        self.port = (self.server.add_secure_port(address, credentials) if credentials
+                     else self.server.add_insecure_port(address))
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {cfg.host}:{cfg.port}")
         # Health answers NOT_SERVING while models load, so orchestrators can probe early.
         await self.server.start()
-        log.info("listening on %s:%d (NOT_SERVING until models are loaded)", cfg.host, self.port)
+        log.info("listening on %s:%d (%s%s; NOT_SERVING until models are loaded)", cfg.host, self.port,
+                 "mutual TLS" if cfg.tls_client_ca_file else "TLS" if credentials else "plaintext",
+                 ", bearer token required" if token else "")
         if cfg.metrics_port:
             metrics.serve_metrics(cfg.metrics_host, cfg.metrics_port)
             log.info("metrics on http://%s:%d/metrics", cfg.metrics_host, cfg.metrics_port)
