@@ -82,6 +82,8 @@ async def read_limited(request: web.BaseRequest, limit: int) -> bytes:
     length = request.content_length
     if length is not None and length > limit:
         raise RequestTooLarge(f"request body of {length} bytes exceeds the {limit}-byte limit")
+    if length is not None:
+        return await request.content.readexactly(length) if length else b""
     chunks, seen = [], 0
     async for chunk in request.content.iter_chunked(STREAM_CHUNK):
         seen += len(chunk)

@@ -38,6 +38,15 @@ class ProxyConfig:
     # Budget of the whole sidecar step of a search, and the sidecar circuit breaker (`BreakerConfig`).
     budget_ms: float = 250.0
     breaker: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # Transport security towards the sidecar(s): TLS (CA bundle, or the system roots with
+    # sidecar_tls), mutual TLS (client certificate + key) and the shared bearer token.
+    sidecar_tls: bool = False
+    sidecar_ca: str | None = None
+    sidecar_client_cert: str | None = None
+    sidecar_client_key: str | None = None
+    sidecar_server_name: str | None = None
+    sidecar_token: str = dataclasses.field(default="", repr=False)
+    sidecar_token_file: str | None = None
     # TLS towards the upstream cluster.
     upstream_ca: str | None = None
     upstream_insecure: bool = False
@@ -91,7 +100,13 @@ class ProxyConfig:
                          for a in self.arms)
             return ConnectorConfig(default=default, arms=arms, ab_salt=self.ab_salt,
                                    sidecar=SidecarConfig(targets=self.sidecars or ("127.0.0.1:50051",),
-                                                         budget_ms=self.budget_ms, breaker=breaker))
+                                                         budget_ms=self.budget_ms, breaker=breaker,
+                                                         tls=self.sidecar_tls, ca_file=self.sidecar_ca,
+                                                         client_cert_file=self.sidecar_client_cert,
+                                                         client_key_file=self.sidecar_client_key,
+                                                         tls_server_name=self.sidecar_server_name,
+                                                         auth_token=self.sidecar_token,
+                                                         auth_token_file=self.sidecar_token_file))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"rescoring settings: {exc}") from None
 
@@ -152,7 +167,7 @@ def _convert(name: str, value: Any) -> Any:
     try:
         if name in ("upstreams", "sidecars"):
             return _split_list(value)
-        if name in ("default_enabled", "upstream_insecure"):
+        if name in ("default_enabled", "upstream_insecure", "sidecar_tls"):
             return _parse_bool(name, value)
         if name in ("max_request_bytes", "max_connections"):
             return int(value)
@@ -185,6 +200,13 @@ FLAG_HELP = {
     "ab_salt": "salt of the A/B hash of X-Rescore-Key (change to reshuffle users)",
     "budget_ms": "milliseconds a search may spend on the sidecar before falling back (default 250)",
     "breaker": "JSON object of sidecar circuit-breaker settings (window_size, failure_rate, ...)",
+    "sidecar_tls": "TLS to the sidecar with the system's trusted roots (true/false; implied by --sidecar-ca)",
+    "sidecar_ca": "CA bundle (PEM) to verify the sidecar's certificate (turns on TLS)",
+    "sidecar_client_cert": "client certificate chain (PEM) presented to the sidecar (mutual TLS)",
+    "sidecar_client_key": "key (PEM) of --sidecar-client-cert",
+    "sidecar_server_name": "name expected in the sidecar's certificate, if not the host of --sidecar",
+    "sidecar_token": "shared bearer token for the sidecar (prefer --sidecar-token-file or the environment)",
+    "sidecar_token_file": "file holding the sidecar's shared bearer token",
     "upstream_ca": "CA bundle (PEM) to verify the upstream's certificate",
     "upstream_insecure": "do not verify the upstream's TLS certificate (true/false)",
     "upstream_client_cert": "client certificate (PEM) presented to the upstream",

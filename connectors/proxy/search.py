@@ -140,18 +140,23 @@ async def handle_search(request: web.BaseRequest, state: ProxyState, route: str,
     try:
         if data is None:
             raise _Untouched
-        if route == routes.SEARCH:
-            body = _parse_object(data)
-            section = body.pop(BODY_SECTION, None) if body is not None else None
-        else:
-            body = _parse_msearch(data)
-            sections = [b.pop(BODY_SECTION, None) for _, b in body]
-            section = sections[0]
-            if any(s != section for s in sections):
-                raise ToggleError(f"{BODY_SECTION}: every search of one _msearch must carry the "
-                                  "same section (or use the X-Rescore header)")
-        rerank = merge_toggles(header_toggle, query_toggle, section)
+        rerank = merge_toggles(header_toggle, query_toggle)
         choice = arms.resolve(state.rescorer.config, rerank, ab_key) if state.rescorer else None
+        # Parse only what needs reading: a search to rescore, or a body section to strip.
+        if BODY_SECTION.encode() in data or (choice is not None and choice.options.enabled):
+            if route == routes.SEARCH:
+                body = _parse_object(data)
+                section = body.pop(BODY_SECTION, None) if body is not None else None
+            else:
+                body = _parse_msearch(data)
+                sections = [b.pop(BODY_SECTION, None) for _, b in body]
+                section = sections[0]
+                if any(s != section for s in sections):
+                    raise ToggleError(f"{BODY_SECTION}: every search of one _msearch must carry "
+                                      "the same section (or use the X-Rescore header)")
+            if section is not None:
+                rerank = merge_toggles(header_toggle, query_toggle, section)
+                choice = arms.resolve(state.rescorer.config, rerank, ab_key) if state.rescorer else None
     except (ToggleError, ValueError, TypeError) as exc:
         record(state, route, 400, "", "error", time.perf_counter() - started)
         return error_response(400, "rescore_toggle_exception", str(exc))
