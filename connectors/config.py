@@ -94,6 +94,27 @@ class SidecarConfig:
     retry: bool = True
     min_retry_budget_ms: float = 20.0
     breaker: BreakerConfig = BreakerConfig()
+    # Transport security, matching the sidecar's --tls-* and --auth-token settings. TLS is on when
+    # `tls` is set or any certificate file is given; `ca_file` None = the system's trusted roots.
+    tls: bool = False
+    ca_file: str | None = None
+    # Mutual TLS: the client certificate chain and its key (PEM), presented to the sidecar.
+    client_cert_file: str | None = None
+    client_key_file: str | None = None
+    # Name the sidecar's certificate must carry, when it differs from the target's host.
+    tls_server_name: str | None = None
+    # Shared bearer token sent as `authorization: Bearer <token>`; the file (read once, when the
+    # client is built) wins over the value. Never part of repr().
+    auth_token: str = dataclasses.field(default="", repr=False)
+    auth_token_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if bool(self.client_cert_file) != bool(self.client_key_file):
+            raise ValueError("sidecar client_cert_file and client_key_file must be given together (mutual TLS)")
+
+    @property
+    def uses_tls(self) -> bool:
+        return bool(self.tls or self.ca_file or self.client_cert_file)
 
 
 @dataclasses.dataclass(frozen=True)

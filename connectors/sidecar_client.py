@@ -1,12 +1,15 @@
 """Synchronous gRPC client of the sidecar: deadline budget, one retry, breaker per target.
 
 Every failure the connector falls back on comes out as `SidecarUnavailable(reason)` with
-reason one of: timeout, unavailable, overloaded, breaker_open, error.
+reason one of: timeout, unavailable, overloaded, breaker_open, unauthenticated, error.
+Transport security (TLS, mutual TLS, bearer token) comes from `SidecarConfig`; `channel_credentials`
+and `auth_metadata` are shared with the async client.
 """
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import pathlib
 import threading
 import time
 from typing import Callable, Sequence
@@ -23,7 +26,44 @@ from sidecar.pb.rescore.v1 import rescore_pb2, rescore_pb2_grpc
 _CALLER_ERRORS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,
                   grpc.StatusCode.OUT_OF_RANGE}
 _REASONS = {grpc.StatusCode.DEADLINE_EXCEEDED: "timeout", grpc.StatusCode.UNAVAILABLE: "unavailable",
-            grpc.StatusCode.RESOURCE_EXHAUSTED: "overloaded", grpc.StatusCode.CANCELLED: "timeout"}
+            grpc.StatusCode.RESOURCE_EXHAUSTED: "overloaded", grpc.StatusCode.CANCELLED: "timeout",
+            grpc.StatusCode.UNAUTHENTICATED: "unauthenticated", grpc.StatusCode.PERMISSION_DENIED: "unauthenticated"}
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return pathlib.Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"sidecar {what} {path}: {exc.strerror or exc}") from None
+
+
+def channel_credentials(config: SidecarConfig) -> grpc.ChannelCredentials | None:
+    """TLS / mutual-TLS credentials from the PEM files, or None for a plaintext channel.
+    Unreadable files are a ValueError now (at start-up) rather than a fallback on every search."""
+    if not config.uses_tls:
+        return None
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(config.ca_file, "ca_file") if config.ca_file else None,
+        private_key=_read(config.client_key_file, "client_key_file") if config.client_key_file else None,
+        certificate_chain=_read(config.client_cert_file, "client_cert_file") if config.client_cert_file else None)
+
+
+def channel_options(config: SidecarConfig) -> list[tuple[str, str]]:
+    return [("grpc.ssl_target_name_override", config.tls_server_name)] if config.tls_server_name else []
+
+
+def auth_metadata(config: SidecarConfig) -> tuple[tuple[str, str], ...] | None:
+    """`authorization: Bearer <token>` call metadata, or None without a token."""
+    token = config.auth_token
+    if config.auth_token_file:
+        token = _read(config.auth_token_file, "auth_token_file").decode().strip()
+    if not token:
+        return None
+    if not config.uses_tls:
+        import warnings
+
+        warnings.warn("the sidecar bearer token is sent over a plaintext channel; set tls/ca_file", stacklevel=3)
+    return (("authorization", f"Bearer {token}"),)
 
 
 class SidecarUnavailable(Exception):
@@ -95,6 +135,9 @@ class SidecarClient:
     def __init__(self, config: SidecarConfig = SidecarConfig(), *, clock: Callable[[], float] = time.monotonic):
         self.config = config
         self.targets = Targets(config, clock)
+        self._credentials = channel_credentials(config)
+        self._options = channel_options(config)
+        self._metadata = auth_metadata(config)
         self._stubs: dict[str, rescore_pb2_grpc.RerankerStub] = {}
         self._channels: list[grpc.Channel] = []
         self._lock = threading.Lock()
@@ -102,7 +145,8 @@ class SidecarClient:
     def _stub(self, target: str) -> rescore_pb2_grpc.RerankerStub:
         with self._lock:
             if target not in self._stubs:
-                channel = grpc.insecure_channel(target)
+                channel = (grpc.secure_channel(target, self._credentials, self._options) if self._credentials
+                           else grpc.insecure_channel(target, self._options))
                 self._channels.append(channel)
                 self._stubs[target] = rescore_pb2_grpc.RerankerStub(channel)
             return self._stubs[target]
@@ -124,7 +168,7 @@ class SidecarClient:
             raise SidecarUnavailable("timeout", "budget spent")
         start = time.monotonic()
         try:
-            reply = self._stub(target).Rerank(request, timeout=left)
+            reply = self._stub(target).Rerank(request, timeout=left, metadata=self._metadata)
         except grpc.RpcError as exc:
             self.targets.record(target, exc, time.monotonic() - start)
             raise SidecarUnavailable(classify(exc), f"{target}: {exc.code().name} {exc.details()}") from None
@@ -148,7 +192,8 @@ class SidecarClient:
             try:
                 target = self.targets.pick()
                 future = self._stub(target).Rerank.future(build_request(query, texts, model),
-                                                          timeout=max(deadline - time.monotonic(), 0.001))
+                                                          timeout=max(deadline - time.monotonic(), 0.001),
+                                                          metadata=self._metadata)
                 pending.append((i, target, time.monotonic(), future))
             except SidecarUnavailable as exc:
                 results[i] = exc

@@ -9,7 +9,8 @@ import grpc
 import tenacity
 
 from connectors.config import SidecarConfig
-from connectors.sidecar_client import RerankResult, SidecarUnavailable, Targets, build_request, classify, to_result
+from connectors.sidecar_client import (RerankResult, SidecarUnavailable, Targets, auth_metadata, build_request,
+                                       channel_credentials, channel_options, classify, to_result)
 from sidecar.pb.rescore.v1 import rescore_pb2, rescore_pb2_grpc
 
 
@@ -17,13 +18,17 @@ class AsyncSidecarClient:
     def __init__(self, config: SidecarConfig = SidecarConfig(), *, clock: Callable[[], float] = time.monotonic):
         self.config = config
         self.targets = Targets(config, clock)
+        self._credentials = channel_credentials(config)
+        self._options = channel_options(config)
+        self._metadata = auth_metadata(config)
         # grpc.aio channels belong to one event loop: keep them per loop.
         self._stubs: dict[tuple[int, str], tuple[grpc.aio.Channel, rescore_pb2_grpc.RerankerStub]] = {}
 
     def _stub(self, target: str) -> rescore_pb2_grpc.RerankerStub:
         key = (id(asyncio.get_running_loop()), target)
         if key not in self._stubs:
-            channel = grpc.aio.insecure_channel(target)
+            channel = (grpc.aio.secure_channel(target, self._credentials, self._options) if self._credentials
+                       else grpc.aio.insecure_channel(target, self._options))
             self._stubs[key] = (channel, rescore_pb2_grpc.RerankerStub(channel))
         return self._stubs[key][1]
 
@@ -44,7 +49,7 @@ class AsyncSidecarClient:
             raise SidecarUnavailable("timeout", "budget spent")
         start = time.monotonic()
         try:
-            reply = await self._stub(target).Rerank(request, timeout=left)
+            reply = await self._stub(target).Rerank(request, timeout=left, metadata=self._metadata)
         except grpc.RpcError as exc:
             self.targets.record(target, exc, time.monotonic() - start)
             raise SidecarUnavailable(classify(exc), f"{target}: {exc.code().name} {exc.details()}") from None
