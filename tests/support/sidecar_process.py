@@ -40,7 +40,8 @@ class SidecarProcess:
     """A sidecar subprocess. `address` is `127.0.0.1:PORT` for gRPC."""
 
     def __init__(self, models: Mapping[str, str | os.PathLike], *, extra_args: Sequence[str] = (),
-                 port: int | None = None, metrics_port: int | None = None, env: Mapping[str, str] | None = None):
+                 port: int | None = None, metrics_port: int | None = None, env: Mapping[str, str] | None = None,
+                 credentials: grpc.ChannelCredentials | None = None):
         if not models:
             raise ValueError("at least one model NAME -> PATH is needed")
         self.models = {name: str(path) for name, path in models.items()}
@@ -48,6 +49,8 @@ class SidecarProcess:
         self.port = port or free_port()
         self.metrics_port = metrics_port if metrics_port is not None else free_port()
         self.env = dict(env or {})
+        # For a sidecar started with --tls-*: how the health probe connects (health needs no token).
+        self.credentials = credentials
         self.process: subprocess.Popen | None = None
         self._log_file = tempfile.NamedTemporaryFile(prefix="sidecar-", suffix=".log", delete=False)
         self.log_path = pathlib.Path(self._log_file.name)
@@ -90,7 +93,9 @@ class SidecarProcess:
         return self
 
     def serving(self, timeout: float = 1.0) -> bool:
-        with grpc.insecure_channel(self.address) as channel:
+        channel = (grpc.secure_channel(self.address, self.credentials) if self.credentials
+                   else grpc.insecure_channel(self.address))
+        with channel:
             try:
                 reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),
                                                                   timeout=timeout)
