@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from typing import Iterator, Sequence
 
@@ -48,18 +49,36 @@ class Engine:
         return Elasticsearch(self.url, request_timeout=60, **kwargs)
 
 
+def _get(url: str, timeout: float) -> tuple[dict, dict]:
+    with urllib.request.urlopen(url, timeout=timeout) as reply:
+        return json.load(reply), {k.lower(): v for k, v in reply.headers.items()}
+
+
 def probe_engine(url: str, timeout: float = 10.0) -> Engine:
-    """Which engine answers at `url` (its root endpoint names the distribution)."""
+    """Which engine answers at `url`, and its version.
+
+    The root endpoint names the distribution, but minimal Elasticsearch installs lack it (it lives
+    in the optional rest-root module); then the node info gives the version and Elasticsearch's
+    `X-Elastic-Product` header tells the two apart.
+    """
+    base = url.rstrip("/")
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/", timeout=timeout) as reply:
-            info = json.load(reply)
+        try:
+            info, headers = _get(base + "/", timeout)
+            version = info.get("version", {}) if isinstance(info, dict) else {}
+            number, distribution = version.get("number"), version.get("distribution")
+        except urllib.error.HTTPError:
+            info, headers = _get(base + "/_nodes/_local?filter_path=nodes.*.version", timeout)
+            nodes = list((info.get("nodes") or {}).values()) if isinstance(info, dict) else []
+            number, distribution = (nodes[0].get("version") if nodes else None), None
     except Exception as exc:  # noqa: BLE001 - any failure means "not a usable engine here"
         raise ServiceError(f"no OpenSearch/Elasticsearch answering at {url}: {exc}") from None
-    version = info.get("version", {}) if isinstance(info, dict) else {}
-    if not version.get("number"):
+    if not number:
         raise ServiceError(f"{url} answered, but not like OpenSearch/Elasticsearch: {str(info)[:200]}")
-    kind = "opensearch" if version.get("distribution") == "opensearch" else "elasticsearch"
-    return Engine(kind, version["number"], url.rstrip("/"), started_here=False)
+    if distribution is None:
+        distribution = "elasticsearch" if headers.get("x-elastic-product") == "Elasticsearch" else "opensearch"
+    kind = "opensearch" if distribution == "opensearch" else "elasticsearch"
+    return Engine(kind, number, base, started_here=False)
 
 
 def open_engine(stack: contextlib.ExitStack, url: str | None, kind: str, version: str | None,
