@@ -135,6 +135,13 @@ async def relay(request: web.BaseRequest, upstream: aiohttp.ClientResponse,
             chunk = await iterator.__anext__()
         except StopAsyncIteration:
             break
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            # The engine broke off mid-body and our headers are out: cutting the connection is
+            # the only way left to tell the client its body is incomplete.
+            log.warning("upstream closed mid-response; closing the client connection")
+            if request.transport is not None:
+                request.transport.close()
+            return response, waited
         finally:
             waited += time.perf_counter() - t0
         await response.write(chunk)
@@ -153,8 +160,15 @@ async def passthrough(request: web.BaseRequest, state: ProxyState, route: str,
     if body is not None and not isinstance(body, bytes) and request.content_length is not None:
         headers["Content-Length"] = str(request.content_length)
     t0 = time.perf_counter()
-    upstream = await state.upstreams.request(state.session, request.method, raw_path, raw_query,
-                                             headers, body, replayable)
+    try:
+        upstream = await state.upstreams.request(state.session, request.method, raw_path,
+                                                 raw_query, headers, body, replayable)
+    except aiohttp.ClientError as exc:
+        # The size limit tripped while streaming the body: aiohttp wraps our exception.
+        cause = exc.__cause__ or exc.__context__
+        while cause is not None and not isinstance(cause, RequestTooLarge):
+            cause = cause.__cause__ or cause.__context__
+        raise (cause or exc) from None
     waited = time.perf_counter() - t0
     try:
         response, body_wait = await relay(request, upstream, extra_headers)

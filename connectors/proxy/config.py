@@ -234,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
                     f"through the sidecar. Every flag is also environment {ENV_PREFIX}<FLAG>.")
     parser.add_argument("--config", help="YAML file with the same keys as the flags (snake_case)")
     for name in sorted(FIELDS):
-        parser.add_argument(f"--{_flag(name)}", dest=name, default=None, help=FLAG_HELP.get(name))
+        parser.add_argument(f"--{_flag(name)}", dest=name, default=None, help=FLAG_HELP.get(name),
+                            metavar=_flag(name).upper().replace("-", "_"))
     return parser
 
 

@@ -49,6 +49,13 @@ class Upstream:
                 await response.write(b'{"line": %d, "pad": "%s"}\n' % (i, b"x" * 20000))
             await response.write_eof()
             return response
+        if path == "/cut":
+            response = web.StreamResponse()
+            response.enable_chunked_encoding()
+            await response.prepare(request)
+            await response.write(b"partial" * 10000)
+            request.transport.close()
+            return response
         if path == "/big":
             return web.Response(body=b"z" * (3 * 1024 * 1024), content_type="application/octet-stream")
         if path == "/hop":
@@ -180,6 +187,14 @@ async def test_chunked_and_large_bodies_stream_through_intact(upstream, proxy, c
     assert dict(upstream.seen[-1]["headers"])["Content-Length"] == str(len(payload))
 
 
+async def test_an_upstream_cut_mid_body_is_not_passed_off_as_complete(upstream, proxy, client):
+    with pytest.raises(aiohttp.ClientPayloadError):
+        async with client.get(proxy + "/cut") as r:
+            await r.read()
+    async with client.get(proxy + "/plain") as r:  # the proxy is fine afterwards
+        assert r.status == 200
+
+
 async def test_head_keeps_the_engines_content_length(upstream, proxy, client):
     async with client.head(proxy + "/big") as r:
         assert r.status == 200
@@ -206,6 +221,13 @@ async def test_request_size_limit_answers_413_without_reaching_the_engine(upstre
         assert len(upstream.seen) == before
         async with client.post(url + "/_bulk", data=b"x" * 1000) as r:
             assert r.status == 200
+
+        async def chunks():  # no Content-Length: the limit trips while streaming
+            for _ in range(10):
+                yield b"y" * 300
+
+        async with client.post(url + "/_bulk", data=chunks()) as r:
+            assert r.status == 413
     finally:
         await stop(runner, state)
 
