@@ -28,11 +28,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from connectors.localnode import local_node  # noqa: E402
 from sidecar.testing_models import build_model  # noqa: E402
-from tests.integration.test_proxy_engines import _doc, proxy_process  # noqa: E402
+from tests.support.proxy_process import proxy_process  # noqa: E402
 from tests.support.sidecar_process import sidecar_process  # noqa: E402
 
 INDEX = "bench-proxy"
+WORDS = "apple banana cherry river mountain engine cloud stone paper glass".split()
 QUERY = {"query": {"match": {"body": "common"}}, "size": 10}
+
+
+def _doc(i: int) -> dict:
+    words = " ".join(WORDS[(i * k) % len(WORDS)] for k in range(1, 4 + i % 5))
+    return {"id": i, "title": f"doc {i}", "body": f"{'common ' * (1 + i % 7)}{words}"}
 
 
 def cpu_seconds(pid: int) -> float:
@@ -121,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or str(build_model(os.path.join(tmp, "tiny"), arch="tiny"))
         with local_node(args.engine) as node, sidecar_process({"bench": model}) as side, \
-                proxy_process(node.url, side.address) as proxy:
+                proxy_process(node.url, "--sidecar", side.address, "--rescore",
+                              '{"window": 20, "fields": ["title", "body"]}') as proxy:
             lines = "".join(json.dumps({"index": {"_index": INDEX, "_id": str(i)}}) + "\n" + json.dumps(_doc(i)) + "\n"
                             for i in range(200))
             import httpx

@@ -4,25 +4,18 @@ reranked exactly as the Python connector reranks them; a dead sidecar never fail
 """
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
-import os
-import pathlib
-import subprocess
-import sys
-import tempfile
 import time
-from typing import Iterator
 
 import httpx
 import pytest
 
 from connectors import (ConnectorConfig, RerankOptions, RescoringElasticsearch, RescoringOpenSearch,
                         SidecarConfig)
-from tests.support.sidecar_process import SidecarProcess, free_port, sidecar_process
+from tests.support.proxy_process import proxy_process as support_proxy_process
+from tests.support.sidecar_process import SidecarProcess, sidecar_process
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 OPTIONS = {"window": 20, "fields": ["title", "body"]}
 WORDS = "apple banana cherry river mountain engine cloud stone paper glass".split()
 QUERY = {"match": {"body": "common"}}
@@ -35,48 +28,9 @@ def _doc(i: int) -> dict:
     return {"id": i, "title": f"doc {i}", "body": f"{'common ' * (1 + i % 7)}{words}"}
 
 
-class ProxyProcess:
-    def __init__(self, upstream: str, sidecar: str | None, *extra: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "sidecar", "proxy", "--upstream", upstream,
-               "--listen", f"127.0.0.1:{self.port}", "--rescore", json.dumps(OPTIONS), *extra]
-        if sidecar:
-            cmd += ["--sidecar", sidecar]
-        self.log = tempfile.NamedTemporaryFile(prefix="proxy-", suffix=".log", delete=False)
-        self.process = subprocess.Popen(cmd, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"proxy exited: {pathlib.Path(self.log.name).read_text()[-2000:]}")
-            try:
-                if httpx.get(self.url + "/_rescore/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("proxy did not become healthy in 60s")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        with contextlib.suppress(OSError):
-            os.unlink(self.log.name)
-
-
-@contextlib.contextmanager
-def proxy_process(upstream: str, sidecar: str | None, *extra: str) -> Iterator[ProxyProcess]:
-    proc = ProxyProcess(upstream, sidecar, *extra)
-    try:
-        yield proc
-    finally:
-        proc.stop()
+def proxy_process(upstream: str, sidecar: str, *extra: str):
+    """The proxy as a subprocess (`python -m sidecar proxy`), rescoring with OPTIONS."""
+    return support_proxy_process(upstream, "--sidecar", sidecar, "--rescore", json.dumps(OPTIONS), *extra)
 
 
 @pytest.fixture(scope="module")
