@@ -57,6 +57,9 @@ class GrpcTransport:
             if model not in self.service.backends:
                 model = "unknown"  # bounded label cardinality
             log.debug("rerank request_id=%s model=%s documents=%d", request.request_id, model, len(request.documents))
+            if self.service.config.log_documents:  # opt-in only: texts may be personal data
+                log.info("rerank request_id=%s query=%r documents=%r", request.request_id, request.query,
+                         [doc.text for doc in request.documents])
             response = await self.service.rerank(request, context.time_remaining())
             self._count(model, grpc.StatusCode.OK, started)
             return response

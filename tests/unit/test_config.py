@@ -55,3 +55,12 @@ def test_unreadable_config_file_is_a_clear_error(tmp_path):
         load_config({}, bad)
     with pytest.raises(ValueError, match="cannot read config file"):
         load_config({}, tmp_path / "missing.yaml")
+
+
+def test_every_setting_is_documented():
+    import pathlib
+
+    doc = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "sidecar.md").read_text()
+    missing = [name for name in SidecarConfig.model_fields
+               if f"| `{name}`" not in doc or f"`RESCORE_{name.upper()}`" not in doc]
+    assert not missing, f"settings missing from docs/sidecar.md: {missing}"
