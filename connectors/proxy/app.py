@@ -181,9 +181,7 @@ async def passthrough(request: web.BaseRequest, state: ProxyState, route: str,
 
 def record(state: ProxyState, route: str, status: int, arm: str, outcome: str,
            added: float) -> None:
-    m = state.metrics
-    m.requests.labels(route, str(status), arm, outcome).inc()
-    m.added_latency.labels(route).observe(max(added, 0.0))
+    state.metrics.observe(route, str(status), arm, outcome, max(added, 0.0))
 
 
 async def handle(request: web.BaseRequest, state: ProxyState) -> web.StreamResponse:

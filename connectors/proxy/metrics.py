@@ -19,6 +19,17 @@ class ProxyMetrics:
     fallbacks: Counter
     added_latency: Histogram
     upstream_errors: Counter
+    # Label children by label values: `labels()` lookups are a measurable part of a request.
+    _children: dict = dataclasses.field(default_factory=dict)
+
+    def observe(self, route: str, status: str, arm: str, outcome: str, added_seconds: float) -> None:
+        key = (route, status, arm, outcome)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.requests.labels(*key),
+                                              self.added_latency.labels(route))
+        children[0].inc()
+        children[1].observe(added_seconds)
 
     def render(self) -> tuple[bytes, str]:
         """The proxy's metrics, then the process-wide ones (connector core: rescore_connector_*)."""

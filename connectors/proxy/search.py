@@ -17,6 +17,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from connectors import arms
+from connectors.config import RerankOptions
 from connectors.core import MARKER_KEY
 from connectors.proxy import routes
 from connectors.proxy.app import ProxyState, error_response, read_limited, record, relay
@@ -141,7 +142,7 @@ async def handle_search(request: web.BaseRequest, state: ProxyState, route: str,
         if data is None:
             raise _Untouched
         rerank = merge_toggles(header_toggle, query_toggle)
-        choice = arms.resolve(state.rescorer.config, rerank, ab_key) if state.rescorer else None
+        choice = _resolve(state, rerank, ab_key)
         # Parse only what needs reading: a search to rescore, or a body section to strip.
         if BODY_SECTION.encode() in data or (choice is not None and choice.options.enabled):
             if route == routes.SEARCH:
@@ -156,7 +157,7 @@ async def handle_search(request: web.BaseRequest, state: ProxyState, route: str,
                                       "the same section (or use the X-Rescore header)")
             if section is not None:
                 rerank = merge_toggles(header_toggle, query_toggle, section)
-                choice = arms.resolve(state.rescorer.config, rerank, ab_key) if state.rescorer else None
+                choice = _resolve(state, rerank, ab_key)
     except (ToggleError, ValueError, TypeError) as exc:
         record(state, route, 400, "", "error", time.perf_counter() - started)
         return error_response(400, "rescore_toggle_exception", str(exc))
@@ -174,6 +175,19 @@ async def handle_search(request: web.BaseRequest, state: ProxyState, route: str,
                               _marks(None, choice.arm if choice else None), started)
     return await _rescore(request, state, route, raw_path, raw_query, headers, body, rerank, ab_key,
                           choice.arm, started)
+
+
+def _resolve(state: ProxyState, rerank: Any, ab_key: str | None) -> arms.Choice | None:
+    """The core's choice of options; None when nothing can be rescored."""
+    if state.rescorer is None:
+        return None
+    config = state.rescorer.config
+    if rerank is False and not (config.arms and ab_key is not None):
+        return _OFF  # off whatever the default: skip building options on the hot path
+    return arms.resolve(config, rerank, ab_key)
+
+
+_OFF = arms.Choice(options=RerankOptions(enabled=False), arm=None)
 
 
 async def _forward(request: web.BaseRequest, state: ProxyState, route: str, raw_path: str,

@@ -96,8 +96,8 @@ class Upstreams:
                 return await session.request(method, self.url_for(base, raw_path, raw_query),
                                              headers=headers, data=body, allow_redirects=False,
                                              compress=False, auto_decompress=False)
-            except aiohttp.ClientConnectorError as exc:
-                errors.append(f"{base.host}:{base.port}: {exc.strerror or type(exc).__name__}")
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                errors.append(f"{base.host}:{base.port}: {getattr(exc, 'strerror', None) or type(exc).__name__}")
                 if not replayable:
                     break
         raise UpstreamUnavailable("; ".join(errors))
