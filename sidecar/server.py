@@ -25,7 +25,7 @@ from sidecar import metrics
 from sidecar.backend import Backend, load_backend
 from sidecar.batching import BatchLimits, ModelQueue
 from sidecar.config import SidecarConfig, load_config
-from sidecar.errors import InvalidRequest, to_status
+from sidecar.errors import Draining, InvalidRequest, to_status
 from sidecar.pb.rescore.v1 import rescore_pb2 as pb
 from sidecar.security import BearerTokenInterceptor, server_credentials
 from sidecar.service import RerankService
@@ -40,7 +40,9 @@ WARMUP_DOCUMENTS = ["a short warm-up document", "another warm-up document " * 8]
 class GrpcTransport:
     """Adapts RerankService to grpc.aio handlers."""
 
-    def __init__(self, service: RerankService) -> None:
+    def __init__(self, service: RerankService | None = None) -> None:
+        # None while models load: the handlers are registered before the port opens, so early
+        # calls get a retryable UNAVAILABLE instead of UNIMPLEMENTED.
         self.service = service
 
     async def rerank(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.RerankResponse:
@@ -48,6 +50,8 @@ class GrpcTransport:
         model = "unknown"
         metrics.IN_FLIGHT.inc()
         try:
+            if self.service is None:
+                raise Draining("models are still loading (not SERVING yet); send the request to another replica")
             try:
                 request = pb.RerankRequest.FromString(raw)
             except DecodeError as exc:
@@ -74,6 +78,8 @@ class GrpcTransport:
             metrics.IN_FLIGHT.dec()
 
     async def list_models(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
+        if self.service is None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "models are still loading (not SERVING yet)")
         return self.service.list_models()
 
     @staticmethod
@@ -130,6 +136,8 @@ class Sidecar:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         reflection.enable_server_reflection([SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
+        transport = GrpcTransport()
+        self.server.add_generic_rpc_handlers((transport.handler(),))
         credentials = server_credentials(cfg)
         address = f"{cfg.host}:{cfg.port}"
         self.port = (self.server.add_secure_port(address, credentials) if credentials
@@ -163,7 +171,7 @@ class Sidecar:
         if default not in backends:
             raise ValueError(f"default_model {default!r} is not among the served models {sorted(backends)}")
         self.service = RerankService(cfg, backends, self._queues, tokenize_pool, default)
-        self.server.add_generic_rpc_handlers((GrpcTransport(self.service).handler(),))
+        transport.service = self.service
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("SERVING models %s (default %s)", ", ".join(backends), default)
 
