@@ -240,6 +240,8 @@ class LocalNode:
     java_home: pathlib.Path
     java_version: int
     process: subprocess.Popen | None = dataclasses.field(default=None, repr=False)
+    # How the node was launched (argv, env, user), so `restart_node` can start it again.
+    launch: dict | None = dataclasses.field(default=None, repr=False)
 
     @property
     def log_path(self) -> pathlib.Path:
@@ -401,18 +403,15 @@ def start_node(engine: str, version: str | None = None, *, heap: str = "512m", t
     env["ES_TMPDIR" if engine == "elasticsearch" else "OPENSEARCH_TMPDIR"] = str(workdir / "tmp")
     args = [str(home / "bin" / engine)] + _node_settings(engine, int(version.split(".")[0]), port,
                                                          transport_port, workdir, home)
-    log = open(workdir / "console.log", "wb")
+    user_kwargs = {} if run_as is None else {"user": run_as[0], "group": run_as[1], "extra_groups": []}
+    launch = {"args": args, "env": env, "user_kwargs": user_kwargs}
     try:
-        user_kwargs = {} if run_as is None else {"user": run_as[0], "group": run_as[1], "extra_groups": []}
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, cwd=workdir, start_new_session=True, **user_kwargs)
+        proc = _launch(workdir, launch)
     except OSError as exc:
         shutil.rmtree(workdir, ignore_errors=True)
         raise EngineError(f"could not run {args[0]} with Java {java_major} at {java_home}: {exc}") from exc
-    finally:
-        log.close()
     node = LocalNode(engine=engine, version=version, url=f"http://127.0.0.1:{port}", port=port, pid=proc.pid,
-                     workdir=workdir, java_home=java_home, java_version=java_major, process=proc)
+                     workdir=workdir, java_home=java_home, java_version=java_major, process=proc, launch=launch)
     try:
         _wait_healthy(node, timeout)
     except EngineError as exc:
@@ -426,6 +425,24 @@ def start_node(engine: str, version: str | None = None, *, heap: str = "512m", t
         raise
     if detach:
         node.process = None
+    return node
+
+
+def _launch(workdir: pathlib.Path, launch: dict) -> subprocess.Popen:
+    with open(workdir / "console.log", "ab") as log:
+        return subprocess.Popen(launch["args"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=launch["env"], cwd=workdir, start_new_session=True, **launch["user_kwargs"])
+
+
+def restart_node(node: LocalNode, *, grace_seconds: float = 30.0, timeout: float = 180.0) -> LocalNode:
+    """Stops the node (SIGTERM) and starts it again on the same ports with the same data; waits
+    until healthy. Only for nodes this process started (`start_node` without `detach`)."""
+    if node.launch is None:
+        raise EngineError("restart_node needs a node started by start_node in this process")
+    node.stop(grace_seconds, keep_dir=True)
+    node.process = _launch(node.workdir, node.launch)
+    node.pid = node.process.pid
+    _wait_healthy(node, timeout)
     return node
 
 
