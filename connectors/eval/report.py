@@ -55,7 +55,9 @@ def to_json(report: Report) -> dict[str, Any]:
             "per_query": run.per_query,
         }
         if run.latency is not None:
-            out["added_latency_ms"] = dataclasses.asdict(run.latency)
+            # NaN (no query was reranked) is not JSON: null instead.
+            out["added_latency_ms"] = {k: None if isinstance(v, float) and math.isnan(v) else v
+                                       for k, v in dataclasses.asdict(run.latency).items()}
             out["fallbacks"] = run.fallbacks
         if comparisons is not None:
             out["vs_engine"] = {c.metric: {k: v for k, v in dataclasses.asdict(c).items() if k != "metric"}
@@ -75,7 +77,7 @@ def to_json(report: Report) -> dict[str, Any]:
 
 def write_json(report: Report, path: str | os.PathLike) -> pathlib.Path:
     path = pathlib.Path(path)
-    path.write_text(json.dumps(to_json(report), indent=2, allow_nan=True) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(to_json(report), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return path
 
 

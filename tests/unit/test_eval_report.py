@@ -62,3 +62,15 @@ def test_write_all_writes_three_files(tmp_path: pathlib.Path, num_candidates: in
     assert paths["markdown"].read_text().startswith("**tiny**")
     png = paths["plot"].read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_json_is_strict_when_nothing_was_reranked(tmp_path: pathlib.Path) -> None:
+    import dataclasses
+
+    report = _report(1)
+    never = dataclasses.replace(report.candidates[0], latency=latency_summary([]), fallbacks=40)
+    report = dataclasses.replace(report, candidates=(never,))
+    paths = write_all(report, tmp_path)
+    data = json.loads(paths["json"].read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert data["configurations"][0]["added_latency_ms"]["p50_ms"] is None
+    assert "| config-0" in paths["markdown"].read_text() and "–" in paths["markdown"].read_text()
