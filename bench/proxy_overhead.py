@@ -72,7 +72,7 @@ async def run_phase(session: aiohttp.ClientSession, make_request, clients: int, 
 
 
 async def measure(direct: str, proxy: str, proxy_pid: int, clients: int, requests: int,
-                  rounds: int) -> list[tuple]:
+                  rounds: int, warmup: int) -> list[tuple]:
     search_body = json.dumps(QUERY).encode()
     headers = {"Content-Type": "application/json"}
     kinds = {
@@ -85,10 +85,12 @@ async def measure(direct: str, proxy: str, proxy_pid: int, clients: int, request
     rows = []
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
+        # Warm-up of every kind before any row: the engine's JIT, caches, pooled connections.
+        # (Without it the first row measures a colder engine than the later ones.)
+        for make in kinds.values():
+            for base in (direct, proxy):
+                await run_phase(session, lambda: make(base), clients, warmup)
         for name, make in kinds.items():
-            # Warm-up: connections, JIT, caches.
-            await run_phase(session, lambda: make(direct), clients, 200)
-            await run_phase(session, lambda: make(proxy), clients, 200)
             got: dict[str, list[float]] = {"direct": [], "proxy": []}
             per_round = max(1, requests // rounds)
             cpu = 0.0
@@ -121,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--requests", type=int, default=2000, help="per row and side")
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=1000, help="requests per kind and side before measuring")
     parser.add_argument("--model", help="model directory for the sidecar (default: tiny seeded model)")
     args = parser.parse_args(argv)
 
@@ -135,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
 
             httpx.post(f"{node.url}/_bulk?refresh=true", content=lines.encode(),
                        headers={"Content-Type": "application/x-ndjson"}, timeout=60).raise_for_status()
-            rows = asyncio.run(measure(node.url, proxy.url, proxy.process.pid, args.clients, args.requests, args.rounds))
+            rows = asyncio.run(measure(node.url, proxy.url, proxy.process.pid, args.clients, args.requests, args.rounds,
+                                       args.warmup))
             engine = f"{node.engine} {node.version}"
     print(f"proxy overhead: {engine}, {args.clients} concurrent keep-alive clients, "
           f"{args.requests} requests per row and side, window 20, sidecar model "
