@@ -74,7 +74,7 @@ def _parse_object(line: bytes) -> dict[str, Any] | None:
         return None
     try:
         value = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nested past the parser: the engine judges it
         raise _Untouched from None
     if not isinstance(value, dict):
         raise _Untouched
@@ -173,8 +173,13 @@ async def handle_search(request: web.BaseRequest, state: ProxyState, route: str,
             raw = _dumps(body) if route == routes.SEARCH else _ndjson([x for p in body for x in p])
         return await _forward(request, state, route, raw_path, raw_query, headers, raw,
                               _marks(None, choice.arm if choice else None), started)
-    return await _rescore(request, state, route, raw_path, raw_query, headers, body, rerank, ab_key,
-                          choice.arm, started)
+    try:
+        return await _rescore(request, state, route, raw_path, raw_query, headers, body, rerank,
+                              ab_key, choice.arm, started)
+    except RecursionError:
+        # Parsed, but nested too deep to write back out: the engine judges the original bytes.
+        return await _forward(request, state, route, raw_path, raw_query, headers, raw,
+                              _marks(None, choice.arm), started)
 
 
 def _resolve(state: ProxyState, rerank: Any, ab_key: str | None) -> arms.Choice | None:

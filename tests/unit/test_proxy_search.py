@@ -54,7 +54,7 @@ class Engine:
                     return web.Response(status=400, content_type="application/json",
                                         body=b'{"error":{"type":"parsing_exception"},"status":400}')
                 out = self.search(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return web.Response(status=400, content_type="application/json",
                                 body=b'{"error":{"type":"x_content_parse_exception"},"status":400}')
         return web.Response(body=json.dumps(out).encode(), content_type="application/json",
@@ -188,6 +188,16 @@ async def test_engine_errors_and_bad_json_reach_the_client_as_sent(engine, proxy
         assert r.status == 400
         assert (await r.json())["error"]["type"] == "x_content_parse_exception"
     assert engine.seen[-1]["body"] == b'{"query": '
+
+
+async def test_deeply_nested_bodies_reach_the_engine_as_sent(engine, proxy, client):
+    for depth in (300, 5000):  # deep but readable; past the parser
+        data = b'{"query": ' + b'{"bool": {"must": [' * depth + b"{}" + b"]}}" * depth + b"}"
+        async with client.post(proxy + "/i/_search", data=data,
+                               headers={"Content-Type": "application/json"}) as r:
+            # Whatever the engine makes of it, never a proxy crash.
+            assert r.status in (200, 400) and r.headers["X-Rescore"] in ("off", "reranked", "fallback")
+        assert engine.seen[-1]["body"] == data or json.loads(engine.seen[-1]["body"]) == json.loads(data)
 
 
 async def test_bad_toggle_is_a_clear_400_that_never_reaches_the_engine(engine, proxy, client):
