@@ -54,6 +54,9 @@ class ProxyConfig:
     upstream_client_key: str | None = None
     # Limits and timeouts (seconds). The request limit matches Elasticsearch's own default.
     max_request_bytes: int = 100 * 1024 * 1024
+    # Search bodies nested deeper than this get a 400 from the proxy: OpenSearch 2.19 dies with a
+    # StackOverflowError on a bool query nested ~350 deep (~1000 JSON levels). 0 = no check.
+    max_json_depth: int = 200
     connect_timeout: float = 10.0
     upstream_timeout: float = 300.0
     max_connections: int = 512
@@ -78,6 +81,8 @@ class ProxyConfig:
             raise ConfigError(f"listen: {self.listen!r} must be HOST:PORT")
         if self.max_request_bytes <= 0:
             raise ConfigError("max_request_bytes must be positive")
+        if self.max_json_depth < 0:
+            raise ConfigError("max_json_depth must be >= 0 (0 = no check)")
         for name in ("connect_timeout", "upstream_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
@@ -169,7 +174,7 @@ def _convert(name: str, value: Any) -> Any:
             return _split_list(value)
         if name in ("default_enabled", "upstream_insecure", "sidecar_tls"):
             return _parse_bool(name, value)
-        if name in ("max_request_bytes", "max_connections"):
+        if name in ("max_request_bytes", "max_connections", "max_json_depth"):
             return int(value)
         if name in ("connect_timeout", "upstream_timeout", "budget_ms"):
             return float(value)
@@ -212,6 +217,7 @@ FLAG_HELP = {
     "upstream_client_cert": "client certificate (PEM) presented to the upstream",
     "upstream_client_key": "key of the client certificate (PEM), if not inside the cert file",
     "max_request_bytes": "reject request bodies larger than this with 413 (default 100 MiB)",
+    "max_json_depth": "reject search bodies nested deeper than this with 400 (default 200, 0 = off)",
     "connect_timeout": "seconds to open a connection to the upstream (default 10)",
     "upstream_timeout": "seconds for the upstream's whole answer (default 300)",
     "max_connections": "upstream connection pool size (default 512, 0 = unlimited)",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import time
 import zlib
 from typing import Any, Mapping
@@ -81,6 +82,27 @@ def _parse_object(line: bytes) -> dict[str, Any] | None:
     return value
 
 
+_JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def json_depth_exceeds(data: bytes, limit: int) -> bool:
+    """Whether JSON (or NDJSON) `data` nests objects/arrays deeper than `limit`. Counting
+    brackets is enough for nearly every body; only bodies with more brackets than the limit
+    are scanned, skipping brackets inside strings."""
+    if not limit or data.count(b"{") + data.count(b"[") <= limit:
+        return False
+    depth = 0
+    for token in _JSON_TOKENS.finditer(data):
+        char = token.group()[:1]
+        if char in (b"{", b"["):
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in (b"}", b"]"):
+            depth = max(depth - 1, 0)
+    return False
+
+
 def _parse_msearch(data: bytes) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     lines = data.split(b"\n")
     while lines and not lines[-1].strip():
@@ -136,6 +158,11 @@ async def handle_search(request: web.BaseRequest, state: ProxyState, route: str,
     headers = forward_headers(request.headers, drop=_DROP_REQUEST)
     raw = await read_limited(request, state.config.max_request_bytes) if request.body_exists else b""
     data = _decode(raw, request.headers.get("Content-Encoding", ""))
+    if data is not None and json_depth_exceeds(data, state.config.max_json_depth):
+        # Guards the engine too: a deep enough query kills an OpenSearch node outright.
+        record(state, route, 400, "", "error", time.perf_counter() - started)
+        return error_response(400, "proxy_json_too_deep", f"request body nests objects/arrays deeper than "
+                              f"{state.config.max_json_depth} levels (max_json_depth)")
     body: Any = None
     section: Any = None
     try:

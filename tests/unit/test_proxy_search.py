@@ -190,14 +190,32 @@ async def test_engine_errors_and_bad_json_reach_the_client_as_sent(engine, proxy
     assert engine.seen[-1]["body"] == b'{"query": '
 
 
-async def test_deeply_nested_bodies_reach_the_engine_as_sent(engine, proxy, client):
-    for depth in (300, 5000):  # deep but readable; past the parser
-        data = b'{"query": ' + b'{"bool": {"must": [' * depth + b"{}" + b"]}}" * depth + b"}"
+async def test_deeply_nested_bodies_reach_the_engine_as_sent(engine, sidecar, client):
+    # With the depth guard off (max_json_depth=0): the engine judges them, never a proxy crash.
+    runner, state, proxy = await _start(engine, sidecar, max_json_depth=0)
+    try:
+        for depth in (300, 5000):  # deep but readable; past the parser
+            data = b'{"query": ' + b'{"bool": {"must": [' * depth + b"{}" + b"]}}" * depth + b"}"
+            async with client.post(proxy + "/i/_search", data=data,
+                                   headers={"Content-Type": "application/json"}) as r:
+                assert r.status in (200, 400) and r.headers["X-Rescore"] in ("off", "reranked", "fallback")
+            assert engine.seen[-1]["body"] == data or json.loads(engine.seen[-1]["body"]) == json.loads(data)
+    finally:
+        await stop(runner, state)
+
+
+async def test_bodies_nested_past_max_json_depth_are_a_400_that_never_reaches_the_engine(engine, proxy, client):
+    # (OpenSearch 2.19 exits on a StackOverflowError for a bool query ~350 levels deep.)
+    before = len(engine.seen)
+    for data in (b'{"query": ' + b'{"bool": {"must": [' * 70 + b"{}" + b"]}}" * 70 + b"}",
+                 b"{}\n" + b"[" * 201 + b"]" * 201 + b"\n"):
         async with client.post(proxy + "/i/_search", data=data,
                                headers={"Content-Type": "application/json"}) as r:
-            # Whatever the engine makes of it, never a proxy crash.
-            assert r.status in (200, 400) and r.headers["X-Rescore"] in ("off", "reranked", "fallback")
-        assert engine.seen[-1]["body"] == data or json.loads(engine.seen[-1]["body"]) == json.loads(data)
+            assert r.status == 400 and (await r.json())["error"]["type"] == "proxy_json_too_deep"
+    # Brackets inside strings do not count.
+    async with client.post(proxy + "/i/_search", json={"query": {"match": {"text": "[" * 500}}}) as r:
+        assert r.status == 200
+    assert len(engine.seen) == before + 1
 
 
 async def test_bad_toggle_is_a_clear_400_that_never_reaches_the_engine(engine, proxy, client):
