@@ -1,7 +1,8 @@
 """Synchronous gRPC client of the sidecar: deadline budget, one retry, breaker per target.
 
 Every failure the connector falls back on comes out as `SidecarUnavailable(reason)` with
-reason one of: timeout, unavailable, overloaded, breaker_open, unauthenticated, error.
+reason one of: timeout, unavailable, overloaded, too_large (over the sidecar's per-request limits),
+breaker_open, unauthenticated, error.
 Transport security (TLS, mutual TLS, bearer token) comes from `SidecarConfig`; `channel_credentials`
 and `auth_metadata` are shared with the async client.
 """
@@ -100,8 +101,20 @@ def to_result(reply: rescore_pb2.RerankResponse, n: int, took_ms: float) -> Rera
     return RerankResult(scores=scores, model=reply.model, took_ms=took_ms)
 
 
+# RESOURCE_EXHAUSTED details that blame the request, not the sidecar's load: the sidecar's own
+# per-request limits ("... the limit is N") and gRPC's message-size check ("larger than max").
+_TOO_LARGE = ("the limit is", "larger than max")
+
+
 def classify(error: grpc.RpcError) -> str:
+    if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and any(s in (error.details() or "") for s in _TOO_LARGE):
+        return "too_large"
     return _REASONS.get(error.code(), "error")
+
+
+def blames_request(error: grpc.RpcError) -> bool:
+    """The call failed because of what was sent (a bad or oversized request): no breaker failure."""
+    return error.code() in _CALLER_ERRORS or classify(error) == "too_large"
 
 
 class Targets:
@@ -127,8 +140,12 @@ class Targets:
         code = "OK" if error is None else error.code().name
         metrics.SIDECAR_CALLS.labels(target, code).inc()
         metrics.SIDECAR_SECONDS.observe(seconds)
-        ok = error is None or error.code() in _CALLER_ERRORS
-        self.breakers[target].record(ok, seconds)
+        if error is not None and blames_request(error):
+            # Says nothing about the sidecar's health, nor does its duration (a 10,000-document
+            # request is slow to send and then refused): a fast success for the breaker.
+            self.breakers[target].record(True, 0.0)
+            return
+        self.breakers[target].record(error is None, seconds)
 
 
 class SidecarClient:
