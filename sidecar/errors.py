@@ -33,7 +33,9 @@ class DeadlineTooShort(RescoreError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
-class Draining(RescoreError):
+class NotReady(RescoreError):
+    """Loading models or draining: another replica should take the request."""
+
     code = grpc.StatusCode.UNAVAILABLE
 
 

@@ -25,7 +25,7 @@ from sidecar import metrics
 from sidecar.backend import Backend, load_backend
 from sidecar.batching import BatchLimits, ModelQueue
 from sidecar.config import SidecarConfig, load_config
-from sidecar.errors import Draining, InvalidRequest, to_status
+from sidecar.errors import NotReady, InvalidRequest, to_status
 from sidecar.pb.rescore.v1 import rescore_pb2 as pb
 from sidecar.security import BearerTokenInterceptor, server_credentials
 from sidecar.service import RerankService
@@ -51,7 +51,7 @@ class GrpcTransport:
         metrics.IN_FLIGHT.inc()
         try:
             if self.service is None:
-                raise Draining("models are still loading (not SERVING yet); send the request to another replica")
+                raise NotReady("models are still loading (not SERVING yet); send the request to another replica")
             try:
                 request = pb.RerankRequest.FromString(raw)
             except DecodeError as exc:

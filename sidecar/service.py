@@ -17,7 +17,7 @@ from sidecar import metrics
 from sidecar.backend import CROSS_ENCODER, Backend
 from sidecar.batching import Job, ModelQueue
 from sidecar.config import SidecarConfig
-from sidecar.errors import DeadlineTooShort, Draining, InvalidRequest, LimitExceeded, ModelNotFound
+from sidecar.errors import DeadlineTooShort, NotReady, InvalidRequest, LimitExceeded, ModelNotFound
 from sidecar.pb.rescore.v1 import rescore_pb2 as pb
 from sidecar.tokenize import TokenizedRequest, tokenize_request
 
@@ -70,7 +70,7 @@ class RerankService:
     def _validate(self, request: pb.RerankRequest, time_remaining: float | None) -> Backend:
         cfg = self.config
         if self.draining:
-            raise Draining("server is shutting down; send the request to another replica")
+            raise NotReady("server is shutting down; send the request to another replica")
         if not request.query.strip():
             raise InvalidRequest("query is empty")
         if not request.documents:
