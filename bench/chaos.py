@@ -20,7 +20,8 @@ a client that falls behind does not burst to catch up). Phases, each with its ow
 
 Goals checked per phase: no search fails that would have succeeded without rescoring
 (`failed` = 0; `engine_failed` = 0 outside engine_restart); the time rescoring adds to a search
-(`_rescore.took_ms`) stays within the budget + --slack-ms; reranking is back within
+(`_rescore.took_ms`) stays within the budget + --slack-ms (+ the harness's own event-loop lag for
+the in-process connector); reranking is back within
 breaker open_seconds + 5 s after the fault ends. Exit status 1 when a goal is missed.
 """
 from __future__ import annotations
@@ -113,6 +114,7 @@ class PathReport:
     fault_s: float  # how long the fault lasted
     failures: list[str]
     goals: dict[str, bool]
+    loop_lag_ms: float = 0.0  # worst event-loop lag of the harness process (connector rows)
     fallback_details: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
     @property
@@ -310,6 +312,16 @@ def proxy_search(client: httpx.AsyncClient, proxy_url: str) -> Callable[[str], A
     return one
 
 
+async def watch_loop_lag(stop: asyncio.Event, lags: list[float], every: float = 0.05) -> None:
+    """How late this process's event loop wakes up: the connector's own CPU starvation, which
+    adds to every search's time whatever the sidecar does."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        before = loop.time()
+        await asyncio.sleep(every)
+        lags.append(max(loop.time() - before - every, 0.0) * 1000)
+
+
 async def flood(address: str, stop: asyncio.Event, concurrency: int = 16, docs: int = 64) -> int:
     """Fills a sidecar's queue with direct Rerank calls until `stop`; returns calls made."""
     request = rescore_pb2.RerankRequest(query="flood query about boundary layers", documents=[
@@ -442,8 +454,10 @@ class Chaos:
         stop, stop_flood = asyncio.Event(), asyncio.Event()
         self.log(f"phase {phase}: targets {targets}, {s.duration:.0f}s at {s.rate}/s per path")
         t0 = time.monotonic()
+        lags: list[float] = []
         load = [asyncio.create_task(run_clients(connector_search(wrapper), self.queries, s, stop, outcomes)),
-                asyncio.create_task(run_clients(proxy_search(http, proxy.url), self.queries, s, stop, outcomes))]
+                asyncio.create_task(run_clients(proxy_search(http, proxy.url), self.queries, s, stop, outcomes)),
+                asyncio.create_task(watch_loop_lag(stop, lags))]
         try:
             fault_start, fault_end = await self._fault(phase, targets, stop_flood)
             # Run out the duration, and on until both paths rerank again (or the goal has passed).
@@ -469,12 +483,12 @@ class Chaos:
         for path in ("connector", "proxy"):
             mine = [o for o in outcomes if o.path == path]
             reports.append(self._report(phase, path, mine, fault_start, fault_end, breaker_changes[path],
-                                        rss_start, rss_end))
+                                        rss_start, rss_end, max(lags, default=0.0) if path == "connector" else 0.0))
         reports[0].fallback_details = {k: sorted(v) for k, v in details.items()}
         return reports
 
     def _report(self, phase: str, path: str, outcomes: list[Search], fault_start: float, fault_end: float,
-                breakers: dict[str, int], rss_start: dict, rss_end: dict) -> PathReport:
+                breakers: dict[str, int], rss_start: dict, rss_end: dict, loop_lag_ms: float) -> PathReport:
         s = self.s
         latencies = [o.latency_ms for o in outcomes if o.status not in ("failed", "engine_failed")]
         fallbacks: dict[str, int] = {}
@@ -488,7 +502,9 @@ class Chaos:
         max_rescore = max((o.rescore_ms or 0.0 for o in outcomes), default=0.0)
         goals = {
             "no failed searches": not failed and (phase == "engine_restart" or engine_failed == 0),
-            "rescoring within budget": max_rescore <= s.budget_ms + s.slack_ms,
+            # The in-process connector shares its event loop with the load generator: a search
+            # that waited for the loop was late by that much, whatever the sidecar did.
+            "rescoring within budget": max_rescore <= s.budget_ms + s.slack_ms + loop_lag_ms,
             "recovered in time": recovery is not None and recovery <= s.recovery_goal_s,
             "searches served": len(latencies) > 0,
         }
@@ -500,7 +516,7 @@ class Chaos:
             max_rescore_ms=max_rescore, breaker_changes=breakers,
             rss_start_mb={"sidecar": rss_start["sidecar"], path: rss_start[proc]},
             rss_end_mb={"sidecar": rss_end["sidecar"], path: rss_end[proc]},
-            recovery_s=recovery, fault_s=fault_end - fault_start,
+            recovery_s=recovery, fault_s=fault_end - fault_start, loop_lag_ms=loop_lag_ms,
             failures=sorted({o.reason for o in failed})[:5], goals=goals)
 
     async def run(self) -> list[PathReport]:
@@ -524,7 +540,7 @@ def run_chaos(settings: ChaosSettings, node: LocalNode | None = None) -> list[Pa
 
 def table(reports: list[PathReport]) -> str:
     head = ("phase", "path", "sent", "ok", "failed", "engine_failed", "reranked", "fallbacks", "p50 ms", "p99 ms",
-            "max ms", "max rescore ms", "breaker", "sidecar RSS MB", "client RSS MB", "fault s", "recovery s", "goals")
+            "max ms", "max rescore ms", "loop lag ms", "breaker", "sidecar RSS MB", "client RSS MB", "fault s", "recovery s", "goals")
     rows = []
     for r in reports:
         client = r.path
@@ -532,6 +548,7 @@ def table(reports: list[PathReport]) -> str:
             r.phase, r.path, str(r.sent), str(r.succeeded), str(r.failed), str(r.engine_failed), str(r.reranked),
             " ".join(f"{k}={v}" for k, v in sorted(r.fallbacks.items())) or "-",
             f"{r.p50_ms:.0f}", f"{r.p99_ms:.0f}", f"{r.max_ms:.0f}", f"{r.max_rescore_ms:.0f}",
+            f"{r.loop_lag_ms:.0f}" if r.path == "connector" else "-",
             " ".join(f"{k}={v}" for k, v in r.breaker_changes.items()) or "-",
             f"{r.rss_start_mb['sidecar']:.0f}->{r.rss_end_mb['sidecar']:.0f}",
             f"{r.rss_start_mb[client]:.0f}->{r.rss_end_mb[client]:.0f}",
