@@ -194,6 +194,14 @@ async def handle(request: web.BaseRequest, state: ProxyState) -> web.StreamRespo
         if route == routes.METRICS:
             data, content_type = state.metrics.render()
             return web.Response(body=data, headers={"Content-Type": content_type})
+        if request.headers.get("Expect", "").lower() == "100-continue":
+            # The proxy answers Expect itself (the header is not forwarded): refuse a body that
+            # is too large before the client sends it, or invite it.
+            length = request.content_length
+            if length is not None and length > state.config.max_request_bytes:
+                raise RequestTooLarge(f"request body of {length} bytes exceeds the "
+                                      f"{state.config.max_request_bytes}-byte limit")
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         if route in (routes.SEARCH, routes.MSEARCH):
             from connectors.proxy.search import handle_search
 
@@ -201,7 +209,9 @@ async def handle(request: web.BaseRequest, state: ProxyState) -> web.StreamRespo
         return await passthrough(request, state, route, raw_path, raw_query)
     except RequestTooLarge as exc:
         record(state, route, 413, "", "error", 0.0)
-        return error_response(413, "proxy_request_too_large", str(exc))
+        response = error_response(413, "proxy_request_too_large", str(exc))
+        response.force_close()  # the unread rest of the body must not be taken for a request
+        return response
     except UpstreamUnavailable as exc:
         state.metrics.upstream_errors.labels("unreachable").inc()
         record(state, route, 502, "", "error", 0.0)

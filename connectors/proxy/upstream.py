@@ -54,7 +54,9 @@ def forward_headers(headers: CIMultiDictProxy[str] | Mapping[str, str],
     """The client's request headers minus hop-by-hop ones, Host and anything in `drop`."""
     connection_tokens = {t.strip().lower() for v in headers.getall("Connection", [])
                          for t in v.split(",")} if hasattr(headers, "getall") else set()
-    skip = HOP_BY_HOP | connection_tokens | {"host", "content-length"} | {d.lower() for d in drop}
+    # Expect: 100-continue is answered by the proxy itself (see app.handle).
+    skip = (HOP_BY_HOP | connection_tokens | {"host", "content-length", "expect"}
+            | {d.lower() for d in drop})
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in skip)
 
 

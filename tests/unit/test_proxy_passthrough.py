@@ -138,6 +138,31 @@ async def test_no_headers_are_invented_for_the_upstream(upstream, proxy):
     assert names == {"host", "x-only"}
 
 
+async def test_expect_100_continue_is_answered_by_the_proxy(upstream, proxy):
+    host, port = proxy.removeprefix("http://").split(":")
+    for path in ("/_bulk", "/i/_search"):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        body = b'{"query": {"match_all": {}}}'
+        writer.write(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"
+                     % (path.encode(), len(body)))
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert interim.startswith(b"HTTP/1.1 100")
+        writer.write(body)
+        final = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        assert final.startswith(b"HTTP/1.1 200")
+        assert upstream.seen[-1]["body"] == body
+        assert "expect" not in {k.lower() for k, _ in upstream.seen[-1]["headers"]}
+    # Too large: 413 at once, no 100.
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"POST /_bulk HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n"
+                 b"Expect: 100-continue\r\n\r\n")
+    answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)  # the server lingers to drain
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 413")
+
+
 async def test_hop_by_hop_headers_are_dropped_both_ways(upstream, proxy, client):
     async with client.get(proxy + "/hop", headers={"Connection": "X-Secret-Hop",
                                                    "X-Secret-Hop": "1", "TE": "trailers",
