@@ -1,7 +1,7 @@
 """Chaos / soak harness: searches under load through the Python connector and the proxy while
 faults hit the sidecar and the engine; one table row per phase and path.
 
-    .venv/bin/python bench/chaos.py                       # every phase, 20 s each (about 5 minutes)
+    .venv/bin/python bench/chaos.py                       # every phase, 20 s each (about 3 minutes)
     .venv/bin/python bench/chaos.py --duration 300        # soak: 5 minutes per phase
     .venv/bin/python bench/chaos.py --phases sigkill,sigstop --rate 40 --clients 8
 
@@ -53,7 +53,7 @@ from connectors.localnode import LocalNode, restart_node, start_node  # noqa: E4
 from connectors.wrappers_async import AsyncRescoringOpenSearch  # noqa: E402
 from sidecar.pb.rescore.v1 import rescore_pb2, rescore_pb2_grpc  # noqa: E402
 from tests.support.proxy_process import ProxyProcess  # noqa: E402
-from tests.support.sidecar_process import SidecarProcess, free_port  # noqa: E402
+from tests.support.sidecar_process import SidecarProcess  # noqa: E402
 
 PHASES = ("baseline", "sigkill", "sigstop", "overload", "drain", "replica_dies", "engine_restart")
 INDEX = "chaos"
@@ -393,8 +393,7 @@ class Chaos:
                 self.log(f"(re)starting sidecar {name} for the next phase")
                 proc.start()
 
-    # -- faults: each returns the monotonic time the fault ended
-    async def _fault(self, phase: str, targets: list[str], stop_flood: asyncio.Event) -> tuple[float, float]:
+    async def _fault(self, phase: str, stop_flood: asyncio.Event) -> tuple[float, float]:
         """Injects the phase's fault; returns (fault start, fault end) monotonic times."""
         a = self.sidecars["a"]
         await asyncio.sleep(self.s.duration / 4)
@@ -459,7 +458,7 @@ class Chaos:
                 asyncio.create_task(run_clients(proxy_search(http, proxy.url), self.queries, s, stop, outcomes)),
                 asyncio.create_task(watch_loop_lag(stop, lags))]
         try:
-            fault_start, fault_end = await self._fault(phase, targets, stop_flood)
+            fault_start, fault_end = await self._fault(phase, stop_flood)
             # Run out the duration, and on until both paths rerank again (or the goal has passed).
             give_up = fault_end + s.recovery_goal_s + 10
             while time.monotonic() < max(t0 + s.duration, fault_end + 1.0):
@@ -508,14 +507,13 @@ class Chaos:
             "recovered in time": recovery is not None and recovery <= s.recovery_goal_s,
             "searches served": len(latencies) > 0,
         }
-        proc = {"connector": "connector", "proxy": "proxy"}[path]
         return PathReport(
             phase=phase, path=path, sent=len(outcomes), succeeded=len(latencies), failed=len(failed),
             engine_failed=engine_failed, reranked=sum(o.status == "reranked" for o in outcomes), fallbacks=fallbacks,
             p50_ms=percentile(latencies, 50), p99_ms=percentile(latencies, 99), max_ms=max(latencies, default=0.0),
             max_rescore_ms=max_rescore, breaker_changes=breakers,
-            rss_start_mb={"sidecar": rss_start["sidecar"], path: rss_start[proc]},
-            rss_end_mb={"sidecar": rss_end["sidecar"], path: rss_end[proc]},
+            rss_start_mb={"sidecar": rss_start["sidecar"], path: rss_start[path]},
+            rss_end_mb={"sidecar": rss_end["sidecar"], path: rss_end[path]},
             recovery_s=recovery, fault_s=fault_end - fault_start, loop_lag_ms=loop_lag_ms,
             failures=sorted({o.reason for o in failed})[:5], goals=goals)
 
@@ -540,7 +538,8 @@ def run_chaos(settings: ChaosSettings, node: LocalNode | None = None) -> list[Pa
 
 def table(reports: list[PathReport]) -> str:
     head = ("phase", "path", "sent", "ok", "failed", "engine_failed", "reranked", "fallbacks", "p50 ms", "p99 ms",
-            "max ms", "max rescore ms", "loop lag ms", "breaker", "sidecar RSS MB", "client RSS MB", "fault s", "recovery s", "goals")
+            "max ms", "max rescore ms", "loop lag ms", "breaker", "sidecar RSS MB", "client RSS MB", "fault s",
+            "recovery s", "goals")
     rows = []
     for r in reports:
         client = r.path
@@ -554,7 +553,7 @@ def table(reports: list[PathReport]) -> str:
             f"{r.rss_start_mb[client]:.0f}->{r.rss_end_mb[client]:.0f}",
             f"{r.fault_s:.1f}", "never" if r.recovery_s is None else f"{r.recovery_s:.2f}",
             "met" if r.ok else "MISSED: " + ", ".join(k for k, v in r.goals.items() if not v)))
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)] if rows else [len(h) for h in head]
+    widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(head)]
     lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |",
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in rows]
