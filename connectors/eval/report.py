@@ -132,7 +132,7 @@ def plot(report: Report, path: str | os.PathLike, *, metric: str | None = None) 
     metric = metric or report.metrics[0]
     n = max(1, len(report.candidates))
     fig = plt.figure(figsize=(12, 2.2 + 2.0 * n), dpi=110)
-    grid = fig.add_gridspec(n, 2, width_ratios=[1.6, 1], wspace=0.28, hspace=0.6)
+    grid = fig.add_gridspec(n, 2, width_ratios=[1.6, 1], wspace=0.28, hspace=0.75)
     base = report.baseline.per_query[metric]
     first = None
     for row, cand in enumerate(report.candidates):
@@ -144,7 +144,7 @@ def plot(report: Report, path: str | os.PathLike, *, metric: str | None = None) 
         ax.axhline(0, color="black", linewidth=0.6)
         wins = sum(d > 1e-12 for d in deltas)
         losses = sum(d < -1e-12 for d in deltas)
-        ax.set_title(f"{cand.name}: mean Δ {sum(deltas) / len(deltas):+.3f}; {wins} better, {losses} worse, "
+        ax.set_title(f"{cand.name}\nmean Δ {sum(deltas) / len(deltas):+.3f}; {wins} better, {losses} worse, "
                      f"{len(deltas) - wins - losses} same",
                      fontsize=9, loc="left")
         ax.set_ylabel(f"Δ {metric}", fontsize=8)
