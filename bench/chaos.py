@@ -20,8 +20,10 @@ a client that falls behind does not burst to catch up). Phases, each with its ow
 
 Goals checked per phase: no search fails that would have succeeded without rescoring
 (`failed` = 0; `engine_failed` = 0 outside engine_restart); the time rescoring adds to a search
-(`_rescore.took_ms`) stays within the budget + --slack-ms (+ the harness's own event-loop lag for
-the in-process connector); reranking is back within
+(`_rescore.took_ms`) stays within the budget + --slack-ms + the worst scheduling delay measured
+in the process that ran it (the harness's event-loop lag for the in-process connector, the round
+trip of the proxy's no-op health endpoint for the proxy: a starved process is late whatever the
+sidecar does); reranking is back within
 breaker open_seconds + 5 s after the fault ends. Exit status 1 when a goal is missed.
 """
 from __future__ import annotations
@@ -50,6 +52,7 @@ import httpx  # noqa: E402
 from connectors import metrics as connector_metrics  # noqa: E402
 from connectors.config import BreakerConfig, ConnectorConfig, RerankOptions, SidecarConfig  # noqa: E402
 from connectors.localnode import LocalNode, restart_node, start_node  # noqa: E402
+from connectors.wrappers import RescoringOpenSearch  # noqa: E402
 from connectors.wrappers_async import AsyncRescoringOpenSearch  # noqa: E402
 from sidecar.pb.rescore.v1 import rescore_pb2, rescore_pb2_grpc  # noqa: E402
 from tests.support.proxy_process import ProxyProcess  # noqa: E402
@@ -76,6 +79,8 @@ class ChaosSettings:
     slack_ms: float = 100.0  # scheduling slack on top of the budget (2-core machines)
     model: str | None = None  # sidecar model directory; None = a seeded tiny cross-encoder
     engine_version: str | None = None
+    # The in-process connector path: the asyncio wrapper, or the sync one called from threads.
+    connector: str = "async"
     verbose: bool = True
 
     @property
@@ -114,7 +119,9 @@ class PathReport:
     fault_s: float  # how long the fault lasted
     failures: list[str]
     goals: dict[str, bool]
-    loop_lag_ms: float = 0.0  # worst event-loop lag of the harness process (connector rows)
+    # Worst scheduling delay: the harness's event-loop lag (connector rows), the round trip of
+    # the proxy's no-op health endpoint (proxy rows).
+    loop_lag_ms: float = 0.0
     fallback_details: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
     @property
@@ -233,13 +240,19 @@ async def run_clients(one: Callable[[str], Awaitable[Search]], queries: list[str
     await asyncio.gather(*(client(i) for i in range(settings.clients)))
 
 
-def connector_search(wrapper: AsyncRescoringOpenSearch) -> Callable[[str], Awaitable[Search]]:
+def connector_search(wrapper: Any) -> Callable[[str], Awaitable[Search]]:
+    """Searches through the connector wrapper: awaited (async) or in a worker thread (sync)."""
     from opensearchpy.exceptions import TransportError
+
+    is_async = isinstance(wrapper, AsyncRescoringOpenSearch)
 
     async def one(query: str) -> Search:
         sent = time.monotonic()
         try:
-            response = await wrapper.search(index=INDEX, body=search_body(query))
+            if is_async:
+                response = await wrapper.search(index=INDEX, body=search_body(query))
+            else:
+                response = await asyncio.to_thread(wrapper.search, index=INDEX, body=search_body(query))
         except TransportError as exc:  # ConnectionError, ConnectionTimeout and HTTP errors of the engine
             return Search("connector", sent, (time.monotonic() - sent) * 1000, "engine_failed",
                           f"{type(exc).__name__}")
@@ -250,7 +263,7 @@ def connector_search(wrapper: AsyncRescoringOpenSearch) -> Callable[[str], Await
     return one
 
 
-def trace_fallbacks(wrapper: AsyncRescoringOpenSearch) -> dict[str, set[str]]:
+def trace_fallbacks(wrapper: Any) -> dict[str, set[str]]:
     """Collects the detail behind each fallback reason of the in-process connector (the marker
     carries only the reason)."""
     from connectors.sidecar_client import SidecarUnavailable
@@ -259,16 +272,27 @@ def trace_fallbacks(wrapper: AsyncRescoringOpenSearch) -> dict[str, set[str]]:
     client = wrapper.rescorer.sidecar
     rerank = client.rerank
 
+    def note(exc: SidecarUnavailable) -> None:
+        found = details.setdefault(exc.reason, set())
+        if len(found) < 3:
+            found.add(re.sub(r"127\.0\.0\.1:\d+", "HOST", exc.detail)[:160])
+
     async def traced(*args: Any, **kwargs: Any) -> Any:
         try:
             return await rerank(*args, **kwargs)
         except SidecarUnavailable as exc:
-            found = details.setdefault(exc.reason, set())
-            if len(found) < 3:
-                found.add(re.sub(r"127\.0\.0\.1:\d+", "HOST", exc.detail)[:160])
+            note(exc)
             raise
 
-    client.rerank = traced  # type: ignore[method-assign]
+    def traced_sync(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return rerank(*args, **kwargs)
+        except SidecarUnavailable as exc:
+            note(exc)
+            raise
+
+    is_async = isinstance(wrapper, AsyncRescoringOpenSearch)
+    client.rerank = traced if is_async else traced_sync  # type: ignore[method-assign]
     return details
 
 
@@ -320,6 +344,19 @@ async def watch_loop_lag(stop: asyncio.Event, lags: list[float], every: float = 
         before = loop.time()
         await asyncio.sleep(every)
         lags.append(max(loop.time() - before - every, 0.0) * 1000)
+
+
+async def watch_proxy_lag(http: httpx.AsyncClient, url: str, stop: asyncio.Event, lags: list[float],
+                          every: float = 0.1) -> None:
+    """Round trip of the proxy's no-op health endpoint: how long the proxy process (and this one)
+    take to get to a request when the machine is busy."""
+    while not stop.is_set():
+        started = time.monotonic()
+        with contextlib.suppress(httpx.HTTPError):
+            await http.get(url + "/_rescore/health")
+            lags.append((time.monotonic() - started) * 1000)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
 
 
 async def flood(address: str, stop: asyncio.Event, concurrency: int = 16, docs: int = 64) -> int:
@@ -442,7 +479,10 @@ class Chaos:
                                              "--rescore", json.dumps({"window": s.window,
                                                                       "fields": ["title", "text"]}),
                                              "--log-level", "WARNING"]).start()
-        wrapper = AsyncRescoringOpenSearch(self.node.async_client(timeout=10, max_retries=0), config)
+        if s.connector == "sync":
+            wrapper: Any = RescoringOpenSearch(self.node.client(timeout=10, max_retries=0), config)
+        else:
+            wrapper = AsyncRescoringOpenSearch(self.node.async_client(timeout=10, max_retries=0), config)
         details = trace_fallbacks(wrapper)
         http = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=s.clients * 2))
         pids = lambda: {"sidecar": self.sidecars["a"].process.pid if self.sidecars["a"].process else None,  # noqa: E731
@@ -454,9 +494,11 @@ class Chaos:
         self.log(f"phase {phase}: targets {targets}, {s.duration:.0f}s at {s.rate}/s per path")
         t0 = time.monotonic()
         lags: list[float] = []
+        proxy_lags: list[float] = []
         load = [asyncio.create_task(run_clients(connector_search(wrapper), self.queries, s, stop, outcomes)),
                 asyncio.create_task(run_clients(proxy_search(http, proxy.url), self.queries, s, stop, outcomes)),
-                asyncio.create_task(watch_loop_lag(stop, lags))]
+                asyncio.create_task(watch_loop_lag(stop, lags)),
+                asyncio.create_task(watch_proxy_lag(http, proxy.url, stop, proxy_lags))]
         try:
             fault_start, fault_end = await self._fault(phase, stop_flood)
             # Run out the duration, and on until both paths rerank again (or the goal has passed).
@@ -475,14 +517,18 @@ class Chaos:
         reports = []
         breaker_changes = {"connector": diff_counts(local_before, breaker_counts_local()),
                            "proxy": diff_counts({}, breaker_counts_proxy(proxy))}
-        await wrapper.rescorer.close()
-        await wrapper.client.close()
+        if s.connector == "sync":
+            wrapper.rescorer.sidecar.close()
+            wrapper.client.close()
+        else:
+            await wrapper.rescorer.close()
+            await wrapper.client.close()
         await http.aclose()
         proxy.close()
         for path in ("connector", "proxy"):
             mine = [o for o in outcomes if o.path == path]
             reports.append(self._report(phase, path, mine, fault_start, fault_end, breaker_changes[path],
-                                        rss_start, rss_end, max(lags, default=0.0) if path == "connector" else 0.0))
+                                        rss_start, rss_end, max(lags if path == "connector" else proxy_lags, default=0.0)))
         reports[0].fallback_details = {k: sorted(v) for k, v in details.items()}
         return reports
 
@@ -501,8 +547,8 @@ class Chaos:
         max_rescore = max((o.rescore_ms or 0.0 for o in outcomes), default=0.0)
         goals = {
             "no failed searches": not failed and (phase == "engine_restart" or engine_failed == 0),
-            # The in-process connector shares its event loop with the load generator: a search
-            # that waited for the loop was late by that much, whatever the sidecar did.
+            # A search that waited for a starved process (the harness's event loop for the
+            # connector, the proxy's for the proxy) was late by that much, whatever the sidecar did.
             "rescoring within budget": max_rescore <= s.budget_ms + s.slack_ms + loop_lag_ms,
             "recovered in time": recovery is not None and recovery <= s.recovery_goal_s,
             "searches served": len(latencies) > 0,
@@ -538,7 +584,7 @@ def run_chaos(settings: ChaosSettings, node: LocalNode | None = None) -> list[Pa
 
 def table(reports: list[PathReport]) -> str:
     head = ("phase", "path", "sent", "ok", "failed", "engine_failed", "reranked", "fallbacks", "p50 ms", "p99 ms",
-            "max ms", "max rescore ms", "loop lag ms", "breaker", "sidecar RSS MB", "client RSS MB", "fault s",
+            "max ms", "max rescore ms", "lag ms", "breaker", "sidecar RSS MB", "client RSS MB", "fault s",
             "recovery s", "goals")
     rows = []
     for r in reports:
@@ -547,7 +593,7 @@ def table(reports: list[PathReport]) -> str:
             r.phase, r.path, str(r.sent), str(r.succeeded), str(r.failed), str(r.engine_failed), str(r.reranked),
             " ".join(f"{k}={v}" for k, v in sorted(r.fallbacks.items())) or "-",
             f"{r.p50_ms:.0f}", f"{r.p99_ms:.0f}", f"{r.max_ms:.0f}", f"{r.max_rescore_ms:.0f}",
-            f"{r.loop_lag_ms:.0f}" if r.path == "connector" else "-",
+            f"{r.loop_lag_ms:.0f}",
             " ".join(f"{k}={v}" for k, v in r.breaker_changes.items()) or "-",
             f"{r.rss_start_mb['sidecar']:.0f}->{r.rss_end_mb['sidecar']:.0f}",
             f"{r.rss_start_mb[client]:.0f}->{r.rss_end_mb[client]:.0f}",
@@ -574,6 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slack-ms", type=float, default=d.slack_ms)
     p.add_argument("--model", default=None, help="sidecar model directory (default: seeded tiny cross-encoder)")
     p.add_argument("--engine-version", default=None, help="OpenSearch version (default: localnode's)")
+    p.add_argument("--connector", choices=("async", "sync"), default=d.connector,
+                   help="connector path: AsyncRescoringOpenSearch, or RescoringOpenSearch in worker threads")
     p.add_argument("--json", dest="json_path", default=None, help="also write the reports as JSON here")
     return p
 
@@ -588,13 +636,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = ChaosSettings(phases=phases, duration=args.duration, rate=args.rate, clients=args.clients,
                              budget_ms=args.budget_ms, open_seconds=args.open_seconds, window=args.window,
                              max_queue_pairs=args.max_queue_pairs, slack_ms=args.slack_ms, model=args.model,
-                             engine_version=args.engine_version)
+                             engine_version=args.engine_version, connector=args.connector)
     started = time.time()
     reports = run_chaos(settings)
     print(f"machine: {machine()}")
     print(f"run: {time.strftime('%Y-%m-%d %H:%M', time.gmtime(started))} UTC, {time.time() - started:.0f}s total; "
           f"per phase {settings.duration:.0f}s of load at {settings.rate:g} searches/s per path, "
-          f"{settings.clients} clients per path; budget {settings.budget_ms:g} ms, window {settings.window}, "
+          f"{settings.clients} clients per path, {settings.connector} connector; budget {settings.budget_ms:g} ms, window {settings.window}, "
           f"breaker open {settings.open_seconds:g}s, sidecar max_queue_pairs {settings.max_queue_pairs}; "
           f"goals: failed=0, rescore <= {settings.budget_ms + settings.slack_ms:g} ms, "
           f"recovery <= {settings.recovery_goal_s:g}s")

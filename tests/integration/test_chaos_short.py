@@ -45,3 +45,17 @@ def test_chaos_short(opensearch_node, tiny_cross_encoder):
         assert baseline.reranked >= baseline.sent // 2, baseline
         assert by[("replica_dies", path)].reranked > 0
     assert opensearch_node.health()["status"] in ("green", "yellow")
+
+
+def test_chaos_short_sync_connector(opensearch_node, tiny_cross_encoder):
+    """The sync connector (RescoringOpenSearch from worker threads) through a stall and a dead replica."""
+    chaos = _load_chaos()
+    settings = chaos.ChaosSettings(phases=("sigstop", "replica_dies"), duration=4.0, rate=5.0, clients=2,
+                                   open_seconds=2.0, model=str(tiny_cross_encoder), connector="sync")
+    reports = chaos.run_chaos(settings, node=opensearch_node)
+    print("\n" + chaos.table(reports))
+    missed = {(r.phase, r.path): [g for g, ok in r.goals.items() if not ok] for r in reports if not r.ok}
+    assert not missed, (missed, chaos.table(reports))
+    by = {(r.phase, r.path): r for r in reports}
+    assert {"timeout", "breaker_open"} & set(by[("sigstop", "connector")].fallbacks)
+    assert by[("replica_dies", "connector")].reranked > 0
