@@ -1,10 +1,13 @@
-# The two commands a newcomer needs: `make serve` (main job) and `make test` (everything CI runs).
+# The two commands a newcomer needs: `make demo` (main job) and `make test` (everything CI runs).
 PY := .venv/bin/python
 
-.PHONY: setup serve test unit integration proto bench
+.PHONY: setup demo serve test unit integration proto bench
 
 setup:
 	@scripts/bootstrap.sh
+
+demo: setup
+	$(PY) -m sidecar demo $(ARGS)
 
 serve: setup
 	$(PY) -m sidecar serve $(ARGS)
