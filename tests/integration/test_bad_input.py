@@ -343,3 +343,35 @@ def test_every_listener_has_a_size_limit(sidecar):
 def served_after(sidecar) -> bool:
     with grpc.insecure_channel(sidecar.address) as ch:
         return served(ch)
+
+
+def test_calls_while_models_load_are_unavailable_not_unimplemented(tiny_cross_encoder):
+    """A (re)starting sidecar opens its port before its models are loaded: calls then must get a
+    retryable UNAVAILABLE (clients try another replica), not UNIMPLEMENTED."""
+    import subprocess
+
+    from tests.support.sidecar_process import REPO_ROOT
+
+    proc = SidecarProcess({"tiny": tiny_cross_encoder})
+    with open(proc.log_path, "ab") as log:
+        proc.process = subprocess.Popen(proc.command(), stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+    seen: dict[str, str] = {}
+    try:
+        with grpc.insecure_channel(proc.address) as ch:
+            stub = rescore_pb2_grpc.RerankerStub(ch)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                assert proc.process.poll() is None, proc.log_tail()
+                try:
+                    stub.Rerank(pb.RerankRequest(query="wing", documents=[pb.Document(text="wing")]), timeout=2)
+                    break
+                except grpc.RpcError as exc:
+                    if exc.code() != grpc.StatusCode.UNAVAILABLE or "loading" in exc.details():
+                        seen.setdefault(exc.code().name, exc.details())
+                time.sleep(0.01)
+            else:
+                raise AssertionError(f"never served: {seen}")
+    finally:
+        proc.close()
+    assert set(seen) <= {"UNAVAILABLE"}, seen
+    assert "models are still loading" in seen.get("UNAVAILABLE", ""), f"the loading window was not hit: {seen}"
