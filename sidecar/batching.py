@@ -118,6 +118,9 @@ class ModelQueue:
 
     def submit(self, job: Job) -> None:
         """Queues every sequence of `job`; raises LimitExceeded when the queue is full."""
+        if len(job.sequences) > self.limits.max_queue_pairs:  # could never fit: not a transient overload
+            raise LimitExceeded(f"request needs {len(job.sequences)} sequences on model {self.backend.name!r}; "
+                                f"the limit is {self.limits.max_queue_pairs} (max_queue_pairs)")
         if len(self._pending) + len(job.sequences) > self.limits.max_queue_pairs:
             raise LimitExceeded(
                 f"model {self.backend.name!r} has {len(self._pending)} sequences queued; "

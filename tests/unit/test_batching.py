@@ -98,6 +98,8 @@ def test_queue_full_is_resource_exhausted(executor):
         with pytest.raises(LimitExceeded, match="queued"):
             queue.submit(_job(loop, [4, 5, 6], [1, 1, 1]))
         assert queue.depth == 3
+        with pytest.raises(LimitExceeded, match="the limit is 5"):  # never fits: a request error
+            queue.submit(_job(loop, list(range(6)), [1] * 6))
     finally:
         loop.close()
 
