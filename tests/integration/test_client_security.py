@@ -17,6 +17,7 @@ import pytest
 from connectors import (AsyncRescoringOpenSearch, BreakerConfig, ConnectorConfig, RerankOptions,
                         RescoringOpenSearch, SidecarConfig)
 from tests.support.proxy_process import proxy_process
+from tests.support.pki import write_pki
 from tests.support.sidecar_process import SidecarProcess
 
 trustme = pytest.importorskip("trustme")
@@ -31,18 +32,7 @@ NO_BREAKER = BreakerConfig(minimum_calls=10_000, window_size=10_000)
 
 
 def _write_pki(root, ca, name: str) -> dict:
-    files = {"ca": root / f"{name}-ca.pem", "cert": root / f"{name}-server.pem", "key": root / f"{name}-server.key",
-             "client_cert": root / f"{name}-client.pem", "client_key": root / f"{name}-client.key"}
-    server = ca.issue_cert("127.0.0.1", "localhost")
-    client = ca.issue_cert("connector@example.test")
-    ca.cert_pem.write_to_path(str(files["ca"]))
-    server.private_key_pem.write_to_path(str(files["key"]))
-    for blob in server.cert_chain_pems:
-        blob.write_to_path(str(files["cert"]), append=True)
-    client.private_key_pem.write_to_path(str(files["client_key"]))
-    for blob in client.cert_chain_pems:
-        blob.write_to_path(str(files["client_cert"]), append=True)
-    return {k: str(v) for k, v in files.items()}
+    return {k: str(v) for k, v in write_pki(root, ca, name).items()}
 
 
 @pytest.fixture(scope="module")
