@@ -195,10 +195,29 @@ def test_fallback_when_sidecar_is_paused_past_budget(indexed, sidecar):
 
 
 def test_fallback_when_sidecar_is_overloaded(indexed, tiny_cross_encoder):
-    with sidecar_process({"tiny": tiny_cross_encoder}, extra_args=["--max-queue-pairs", "5"]) as small:
-        (out,) = _run(indexed, "sync", _config(small), [("search", {"index": INDEX, "body": {"query": QUERY}})])
+    # A queue of 41 sequences that holds a 40-document request for 3 s (the batch waits for more
+    # work): any search arriving meanwhile overflows it, a transient overload.
+    extra = ["--max-queue-pairs", "41", "--max-wait-ms", "3000", "--max-batch-pairs", "1000",
+             "--max-batch-tokens", "1000000"]
+    with sidecar_process({"tiny": tiny_cross_encoder}, extra_args=extra) as small:
+        filler = rescore_pb2.RerankRequest(query="q", documents=[rescore_pb2.Document(text="x")] * 40)
+        with grpc.insecure_channel(small.address) as channel:
+            pending = rescore_pb2_grpc.RerankerStub(channel).Rerank.future(filler, timeout=30)
+            deadline = time.monotonic() + 10
+            while _queue_depth(small) < 40:
+                assert time.monotonic() < deadline, "the filler request never reached the queue"
+                time.sleep(0.02)
+            (out,) = _run(indexed, "sync", _config(small), [("search", {"index": INDEX, "body": {"query": QUERY}})])
+            pending.result()
     assert out["_rescore"]["fallback"] == "overloaded"
     assert [h["_id"] for h in out["hits"]["hits"]] == _engine_ids(indexed, {"query": QUERY})
+
+
+def _queue_depth(proc: SidecarProcess) -> float:
+    import urllib.request
+
+    text = urllib.request.urlopen(proc.metrics_url, timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("rescore_queue_depth{"))
 
 
 def test_breaker_opens_and_closes_after_sidecar_returns(indexed, tiny_cross_encoder):

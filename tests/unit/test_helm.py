@@ -271,4 +271,7 @@ def test_rendered_proxy_settings_load_in_the_real_proxy(helm, tmp_path):
     config = proxy_config.load_config(["--config", str(path)], environ=environ)
     assert config.upstreams == ("https://opensearch.search.svc:9200",)
     assert config.sidecars == ("r-rescore-sidecar:50051",) and config.listen_port == 9201
-    assert [(a.name, a.weight, a.enabled) for a in config.arms] == [("control", 50, False), ("rerank", 50, True)]
+    arms = config.connector_config().arms  # as the connector core will use them
+    assert [(a.name, a.weight) for a in arms] == [("control", 50), ("rerank", 50)]
+    assert arms[0].options is None  # enabled: false = control arm, engine order
+    assert arms[1].options.policy == "linear" and arms[1].options.model_weight == 0.7
