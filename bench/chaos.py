@@ -50,7 +50,7 @@ import grpc  # noqa: E402
 import httpx  # noqa: E402
 
 from connectors import metrics as connector_metrics  # noqa: E402
-from connectors.config import BreakerConfig, ConnectorConfig, RerankOptions, SidecarConfig  # noqa: E402
+from connectors.config import BreakerConfig, ConnectorConfig, RerankOptions, SidecarClientConfig  # noqa: E402
 from connectors.localnode import LocalNode, restart_node, start_node  # noqa: E402
 from connectors.wrappers import RescoringOpenSearch  # noqa: E402
 from connectors.wrappers_async import AsyncRescoringOpenSearch  # noqa: E402
@@ -473,7 +473,7 @@ class Chaos:
         targets = [self.sidecars[n].address for n in names]
         breaker = BreakerConfig(open_seconds=s.open_seconds)
         config = ConnectorConfig(default=RerankOptions(window=s.window, fields=("title", "text")),
-                                 sidecar=SidecarConfig(targets=tuple(targets), budget_ms=s.budget_ms, breaker=breaker))
+                                 sidecar=SidecarClientConfig(targets=tuple(targets), budget_ms=s.budget_ms, breaker=breaker))
         proxy = ProxyProcess(self.node.url, ["--sidecar", ",".join(targets), "--budget-ms", str(s.budget_ms),
                                              "--breaker", json.dumps({"open_seconds": s.open_seconds}),
                                              "--rescore", json.dumps({"window": s.window,

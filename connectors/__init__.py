@@ -1,10 +1,10 @@
 """Client-side rescoring: wrap an opensearch-py / elasticsearch-py client and get reranked hits.
 
-    from connectors import RescoringOpenSearch, ConnectorConfig, SidecarConfig
-    client = RescoringOpenSearch(OpenSearch(url), ConnectorConfig(sidecar=SidecarConfig(targets=("127.0.0.1:50051",))))
+    from connectors import RescoringOpenSearch, ConnectorConfig, SidecarClientConfig
+    client = RescoringOpenSearch(OpenSearch(url), ConnectorConfig(sidecar=SidecarClientConfig(targets=("127.0.0.1:50051",))))
     client.search(index="docs", body={"query": {"match": {"text": "q"}}}, rerank={"window": 100})
 """
-from connectors.config import Arm, BreakerConfig, ConnectorConfig, RerankOptions, SidecarConfig
+from connectors.config import Arm, BreakerConfig, ConnectorConfig, RerankOptions, SidecarClientConfig
 from connectors.rescoring import Rescorer
 from connectors.rescoring_async import AsyncRescorer
 from connectors.sidecar_client import RerankResult, SidecarClient, SidecarUnavailable
@@ -15,5 +15,5 @@ from connectors.wrappers_async import AsyncRescoringElasticsearch, AsyncRescorin
 __all__ = [
     "Arm", "AsyncRescorer", "AsyncRescoringElasticsearch", "AsyncRescoringOpenSearch", "AsyncSidecarClient",
     "BreakerConfig", "ConnectorConfig", "RerankOptions", "RerankResult", "Rescorer", "RescoringElasticsearch",
-    "RescoringOpenSearch", "SidecarClient", "SidecarConfig", "SidecarUnavailable",
+    "RescoringOpenSearch", "SidecarClient", "SidecarClientConfig", "SidecarUnavailable",
 ]

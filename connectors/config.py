@@ -1,7 +1,7 @@
 """Connector settings: small frozen dataclasses with defaults.
 
 `RerankOptions` says how one search is reranked (per request, per A/B arm or as the default);
-`SidecarConfig` where the sidecar is and how long a search may wait for it; `ConnectorConfig`
+`SidecarClientConfig` where the sidecar is and how long a search may wait for it; `ConnectorConfig`
 ties them together.
 """
 from __future__ import annotations
@@ -85,7 +85,7 @@ class BreakerConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class SidecarConfig:
+class SidecarClientConfig:
     # host:port of one or more sidecars; calls are spread round-robin over those whose breaker is closed.
     targets: tuple[str, ...] = ("127.0.0.1:50051",)
     # Wall-clock budget of the whole sidecar step of a search (retry included).
@@ -124,7 +124,7 @@ class ConnectorConfig:
     arms: tuple[Arm, ...] = ()
     # Salt of the arm hash: change it to reshuffle users between arms.
     ab_salt: str = "rescore"
-    sidecar: SidecarConfig = SidecarConfig()
+    sidecar: SidecarClientConfig = SidecarClientConfig()
 
     def __post_init__(self) -> None:
         if self.arms:

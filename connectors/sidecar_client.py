@@ -3,7 +3,7 @@
 Every failure the connector falls back on comes out as `SidecarUnavailable(reason)` with
 reason one of: timeout, unavailable, overloaded, too_large (over the sidecar's per-request limits),
 breaker_open, unauthenticated, error.
-Transport security (TLS, mutual TLS, bearer token) comes from `SidecarConfig`; `channel_credentials`
+Transport security (TLS, mutual TLS, bearer token) comes from `SidecarClientConfig`; `channel_credentials`
 and `auth_metadata` are shared with the async client.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import tenacity
 
 from connectors import metrics
 from connectors.breaker import CircuitBreaker
-from connectors.config import SidecarConfig
+from connectors.config import SidecarClientConfig
 from sidecar.pb.rescore.v1 import rescore_pb2, rescore_pb2_grpc
 
 # gRPC codes that say nothing about the sidecar's health (our request was bad): no breaker failure.
@@ -38,7 +38,7 @@ def _read(path: str, what: str) -> bytes:
         raise ValueError(f"sidecar {what} {path}: {exc.strerror or exc}") from None
 
 
-def channel_credentials(config: SidecarConfig) -> grpc.ChannelCredentials | None:
+def channel_credentials(config: SidecarClientConfig) -> grpc.ChannelCredentials | None:
     """TLS / mutual-TLS credentials from the PEM files, or None for a plaintext channel.
     Unreadable files are a ValueError now (at start-up) rather than a fallback on every search."""
     if not config.uses_tls:
@@ -49,11 +49,11 @@ def channel_credentials(config: SidecarConfig) -> grpc.ChannelCredentials | None
         certificate_chain=_read(config.client_cert_file, "client_cert_file") if config.client_cert_file else None)
 
 
-def channel_options(config: SidecarConfig) -> list[tuple[str, str]]:
+def channel_options(config: SidecarClientConfig) -> list[tuple[str, str]]:
     return [("grpc.ssl_target_name_override", config.tls_server_name)] if config.tls_server_name else []
 
 
-def auth_metadata(config: SidecarConfig) -> tuple[tuple[str, str], ...] | None:
+def auth_metadata(config: SidecarClientConfig) -> tuple[tuple[str, str], ...] | None:
     """`authorization: Bearer <token>` call metadata, or None without a token."""
     token = config.auth_token
     if config.auth_token_file:
@@ -120,7 +120,7 @@ def blames_request(error: grpc.RpcError) -> bool:
 class Targets:
     """Round-robin over sidecar addresses, skipping those whose breaker refuses calls."""
 
-    def __init__(self, config: SidecarConfig, clock: Callable[[], float]):
+    def __init__(self, config: SidecarClientConfig, clock: Callable[[], float]):
         if not config.targets:
             raise ValueError("at least one sidecar target (host:port) is needed")
         self.breakers = {t: CircuitBreaker(config.breaker, clock=clock, on_change=metrics.breaker_listener(t))
@@ -149,7 +149,7 @@ class Targets:
 
 
 class SidecarClient:
-    def __init__(self, config: SidecarConfig = SidecarConfig(), *, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, config: SidecarClientConfig = SidecarClientConfig(), *, clock: Callable[[], float] = time.monotonic):
         self.config = config
         self.targets = Targets(config, clock)
         self._credentials = channel_credentials(config)

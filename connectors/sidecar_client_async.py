@@ -8,14 +8,14 @@ from typing import Callable, Sequence
 import grpc
 import tenacity
 
-from connectors.config import SidecarConfig
+from connectors.config import SidecarClientConfig
 from connectors.sidecar_client import (RerankResult, SidecarUnavailable, Targets, auth_metadata, build_request,
                                        channel_credentials, channel_options, classify, to_result)
 from sidecar.pb.rescore.v1 import rescore_pb2, rescore_pb2_grpc
 
 
 class AsyncSidecarClient:
-    def __init__(self, config: SidecarConfig = SidecarConfig(), *, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, config: SidecarClientConfig = SidecarClientConfig(), *, clock: Callable[[], float] = time.monotonic):
         self.config = config
         self.targets = Targets(config, clock)
         self._credentials = channel_credentials(config)

@@ -128,12 +128,12 @@ def bm25_body(query: str, depth: int) -> dict:
 def wrap(client: Any, engine: Engine, sidecar_address: str, budget_ms: float) -> Any:
     """The connector wrapper around `client`, patient enough that an evaluation never falls back
     for being slow (the budget and breaker are production knobs, not quality ones)."""
-    from connectors import BreakerConfig, ConnectorConfig, RerankOptions, SidecarConfig
+    from connectors import BreakerConfig, ConnectorConfig, RerankOptions, SidecarClientConfig
     from connectors import RescoringElasticsearch, RescoringOpenSearch
 
     config = ConnectorConfig(
         default=RerankOptions(fields=(PASSAGE_FIELD,)),
-        sidecar=SidecarConfig(targets=(sidecar_address,), budget_ms=budget_ms,
+        sidecar=SidecarClientConfig(targets=(sidecar_address,), budget_ms=budget_ms,
                               breaker=BreakerConfig(slow_call_seconds=budget_ms / 1000, minimum_calls=1_000_000)))
     wrapper = RescoringOpenSearch if engine.kind == "opensearch" else RescoringElasticsearch
     return wrapper(client, config)

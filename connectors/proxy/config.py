@@ -13,7 +13,7 @@ import os
 import pathlib
 from typing import Any, Mapping, Sequence
 
-from connectors.config import Arm, BreakerConfig, ConnectorConfig, RerankOptions, SidecarConfig
+from connectors.config import Arm, BreakerConfig, ConnectorConfig, RerankOptions, SidecarClientConfig
 
 ENV_PREFIX = "RESCORE_PROXY_"
 
@@ -104,7 +104,7 @@ class ProxyConfig:
                                  {**a["options"], "enabled": True}))
                          for a in self.arms)
             return ConnectorConfig(default=default, arms=arms, ab_salt=self.ab_salt,
-                                   sidecar=SidecarConfig(targets=self.sidecars or ("127.0.0.1:50051",),
+                                   sidecar=SidecarClientConfig(targets=self.sidecars or ("127.0.0.1:50051",),
                                                          budget_ms=self.budget_ms, breaker=breaker,
                                                          tls=self.sidecar_tls, ca_file=self.sidecar_ca,
                                                          client_cert_file=self.sidecar_client_cert,

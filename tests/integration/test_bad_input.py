@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors import BreakerConfig, ConnectorConfig, RerankOptions, RescoringOpenSearch, SidecarConfig
+from connectors import BreakerConfig, ConnectorConfig, RerankOptions, RescoringOpenSearch, SidecarClientConfig
 from sidecar.pb.rescore.v1 import rescore_pb2 as pb
 from sidecar.pb.rescore.v1 import rescore_pb2_grpc
 from tests.support.proxy_process import ProxyProcess
@@ -223,7 +223,7 @@ def test_sidecar_memory_stays_bounded(channel, sidecar):
 def test_odd_sources_through_connector_and_proxy(opensearch_node, indices, sidecar, proxy):
     body = {"query": {"match_all": {}}, "size": 50}
     config = ConnectorConfig(default=RerankOptions(window=50, fields=("text",)),
-                             sidecar=SidecarConfig(targets=(sidecar.address,), budget_ms=5000))
+                             sidecar=SidecarClientConfig(targets=(sidecar.address,), budget_ms=5000))
     client = RescoringOpenSearch(opensearch_node.client(), config)
     try:
         direct = client.search(index=ODD, body=body, rerank={"query": "wing"})
@@ -260,7 +260,7 @@ def test_ten_thousand_hits_fall_back_without_opening_the_breaker(opensearch_node
     rerank_all = {"window": 10_000, "fields": ["text"]}
     breaker = BreakerConfig(minimum_calls=4, window_size=8)
     config = ConnectorConfig(default=RerankOptions(window=10_000, fields=("text",)),
-                             sidecar=SidecarConfig(targets=(sidecar.address,), budget_ms=10_000, breaker=breaker))
+                             sidecar=SidecarClientConfig(targets=(sidecar.address,), budget_ms=10_000, breaker=breaker))
     client = RescoringOpenSearch(opensearch_node.client(timeout=60), config)
     try:
         for _ in range(6):

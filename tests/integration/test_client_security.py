@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from connectors import (AsyncRescoringOpenSearch, BreakerConfig, ConnectorConfig, RerankOptions,
-                        RescoringOpenSearch, SidecarConfig)
+                        RescoringOpenSearch, SidecarClientConfig)
 from tests.support.proxy_process import proxy_process
 from tests.support.pki import write_pki
 from tests.support.sidecar_process import SidecarProcess
@@ -90,7 +90,7 @@ def indexed(opensearch_node):
 
 def _config(address: str, **security) -> ConnectorConfig:
     return ConnectorConfig(default=RerankOptions(window=10, fields=("body",)),
-                           sidecar=SidecarConfig(targets=(address,), budget_ms=3000, breaker=NO_BREAKER, **security))
+                           sidecar=SidecarClientConfig(targets=(address,), budget_ms=3000, breaker=NO_BREAKER, **security))
 
 
 def _search(node, config: ConnectorConfig) -> dict:
@@ -168,11 +168,11 @@ def test_server_tls_with_token(indexed, tls_sidecar, pki):
 
 def test_config_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="client_cert_file and client_key_file"):
-        SidecarConfig(client_cert_file="a.pem")
+        SidecarClientConfig(client_cert_file="a.pem")
     with pytest.raises(ValueError, match="ca_file"):
         from connectors.sidecar_client import SidecarClient
-        SidecarClient(SidecarConfig(ca_file=str(tmp_path / "missing.pem")))
-    assert TOKEN not in repr(SidecarConfig(auth_token=TOKEN))
+        SidecarClient(SidecarClientConfig(ca_file=str(tmp_path / "missing.pem")))
+    assert TOKEN not in repr(SidecarClientConfig(auth_token=TOKEN))
 
 
 def test_proxy_with_mtls_and_token_never_logs_secrets(indexed, mtls_sidecar, pki):

@@ -9,7 +9,7 @@ import pytest
 
 from connectors import (AsyncRescoringElasticsearch, AsyncRescoringOpenSearch, BreakerConfig, ConnectorConfig,
                         RerankOptions, Rescorer, RescoringElasticsearch, RescoringOpenSearch, SidecarClient,
-                        SidecarConfig)
+                        SidecarClientConfig)
 from sidecar.pb.rescore.v1 import rescore_pb2, rescore_pb2_grpc
 from tests.support.sidecar_process import SidecarProcess, sidecar_process
 
@@ -47,7 +47,7 @@ def indexed(engine_node):
 
 def _config(sidecar: SidecarProcess, **sidecar_kw) -> ConnectorConfig:
     return ConnectorConfig(default=RerankOptions(window=20, fields=("title", "body")),
-                           sidecar=SidecarConfig(targets=(sidecar.address,), **sidecar_kw))
+                           sidecar=SidecarClientConfig(targets=(sidecar.address,), **sidecar_kw))
 
 
 def _wrap(node, mode: str, config: ConnectorConfig, **kw):

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from connectors import (ConnectorConfig, RerankOptions, RescoringElasticsearch, RescoringOpenSearch,
-                        SidecarConfig)
+                        SidecarClientConfig)
 from tests.support.proxy_process import proxy_process as support_proxy_process
 from tests.support.sidecar_process import SidecarProcess, sidecar_process
 
@@ -116,7 +116,7 @@ def test_plain_http_is_identical_direct_and_through_the_proxy(engine_node, proxy
 def _rescoring_client(node, sidecar):
     cls = RescoringOpenSearch if node.engine == "opensearch" else RescoringElasticsearch
     config = ConnectorConfig(default=RerankOptions(window=20, fields=("title", "body")),
-                             sidecar=SidecarConfig(targets=(sidecar.address,)))
+                             sidecar=SidecarClientConfig(targets=(sidecar.address,)))
     return cls(node.client(), config)
 
 
