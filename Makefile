@@ -1,22 +1,25 @@
 # The two commands a newcomer needs: `make demo` (main job) and `make test` (everything CI runs).
 PY := .venv/bin/python
 
-.PHONY: setup demo serve test unit integration proto bench
+.PHONY: setup demo serve test unit integration deploy proto bench
 
 setup:
 	@scripts/bootstrap.sh
 
 demo: setup
-	$(PY) -m sidecar demo $(ARGS)
+	$(PY) -m rescore_sidecar.tools demo $(ARGS)
 
 serve: setup
-	$(PY) -m sidecar serve $(ARGS)
+	$(PY) -m rescore_sidecar.tools serve $(ARGS)
 
 test: setup
 	$(PY) -m pytest tests
 
 unit: setup
 	$(PY) -m pytest tests/unit
+
+deploy: setup
+	$(PY) -m pytest tests/deploy
 
 integration: setup
 	$(PY) -m pytest tests/integration

@@ -5,8 +5,8 @@ faults hit the sidecar and the engine; one table row per phase and path.
     .venv/bin/python bench/chaos.py --duration 300        # soak: 5 minutes per phase
     .venv/bin/python bench/chaos.py --phases sigkill,sigstop --rate 40 --clients 8
 
-Everything is real: an OpenSearch node (connectors.localnode, started here), sidecar processes
-(`python -m sidecar serve`, a seeded tiny cross-encoder unless --model), a proxy process per
+Everything is real: an OpenSearch node (rescore_sidecar.tools.localnode, started here), sidecar processes
+(`python -m rescore_sidecar.tools serve`, a seeded tiny cross-encoder unless --model), a proxy process per
 phase, and asyncio search clients at a fixed rate per client (latency measured from the send;
 a client that falls behind does not burst to catch up). Phases, each with its own fault:
 
@@ -44,23 +44,21 @@ import tempfile
 import time
 from typing import Any, Awaitable, Callable, Sequence
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
 import grpc  # noqa: E402
 import httpx  # noqa: E402
 
-from connectors import metrics as connector_metrics  # noqa: E402
-from connectors.config import BreakerConfig, ConnectorConfig, RerankOptions, SidecarClientConfig  # noqa: E402
-from connectors.localnode import LocalNode, restart_node, start_node  # noqa: E402
-from connectors.wrappers import RescoringOpenSearch  # noqa: E402
-from connectors.wrappers_async import AsyncRescoringOpenSearch  # noqa: E402
-from sidecar.pb.rescore.v1 import rescore_pb2, rescore_pb2_grpc  # noqa: E402
-from tests.support.proxy_process import ProxyProcess  # noqa: E402
-from tests.support.sidecar_process import SidecarProcess  # noqa: E402
+from rescore_sidecar.connectors import metrics as connector_metrics  # noqa: E402
+from rescore_sidecar.connectors.config import BreakerConfig, ConnectorConfig, RerankOptions, SidecarClientConfig  # noqa: E402
+from rescore_sidecar.tools.localnode import LocalNode, restart_node, start_node  # noqa: E402
+from rescore_sidecar.connectors.wrappers import RescoringOpenSearch  # noqa: E402
+from rescore_sidecar.connectors.wrappers_async import AsyncRescoringOpenSearch  # noqa: E402
+from rescore_sidecar.proto.rescore.v1 import rescore_pb2, rescore_pb2_grpc  # noqa: E402
+from rescore_sidecar.tools.proxy_process import ProxyProcess  # noqa: E402
+from rescore_sidecar.tools.sidecar_process import SidecarProcess  # noqa: E402
+from rescore_sidecar.tools.eval.sample import SAMPLE_DIR as SAMPLE  # noqa: E402
 
 PHASES = ("baseline", "sigkill", "sigstop", "overload", "drain", "replica_dies", "engine_restart")
 INDEX = "chaos"
-SAMPLE = pathlib.Path(__file__).resolve().parents[1] / "connectors/eval/sample_data/cranfield-sample"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,7 +264,7 @@ def connector_search(wrapper: Any) -> Callable[[str], Awaitable[Search]]:
 def trace_fallbacks(wrapper: Any) -> dict[str, set[str]]:
     """Collects the detail behind each fallback reason of the in-process connector (the marker
     carries only the reason)."""
-    from connectors.sidecar_client import SidecarUnavailable
+    from rescore_sidecar.connectors.sidecar_client import SidecarUnavailable
 
     details: dict[str, set[str]] = {}
     client = wrapper.rescorer.sidecar
@@ -402,7 +400,7 @@ class Chaos:
 
     def setup(self) -> None:
         if self.model_dir is None:
-            from sidecar.testing_models import build_model
+            from rescore_sidecar.tools.seeded_models import build_model
 
             self.model_dir = str(build_model(pathlib.Path(self._tmp.name) / "tiny-ce", kind="cross-encoder",
                                              arch="tiny", seed=0))

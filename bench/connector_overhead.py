@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import pathlib
 import platform
 import statistics
-import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from connectors.config import ConnectorConfig, RerankOptions  # noqa: E402
-from connectors.rescoring import Rescorer  # noqa: E402
-from connectors.sidecar_client import RerankResult  # noqa: E402
+from rescore_sidecar.connectors.config import ConnectorConfig, RerankOptions  # noqa: E402
+from rescore_sidecar.connectors.rescoring import Rescorer  # noqa: E402
+from rescore_sidecar.connectors.sidecar_client import RerankResult  # noqa: E402
 
 
 def response(n: int) -> dict:

@@ -8,7 +8,7 @@ model and prints each Markdown table and the machine. Models:
 * `minilm` — the pretrained all-MiniLM-L6-v2 **bi-encoder** the sidecar serves by default (cosine
   similarity of query and passage embeddings); configs replace, linear 0.5 and rrf.
 * `random-ce` — a **randomly initialised** cross-encoder of the cross-encoder/ms-marco-MiniLM-L6-v2
-  shape (seed 0, `sidecar.testing_models`): what an untrained model does to the ranking; replace only.
+  shape (seed 0, `rescore_sidecar.tools.seeded_models`): what an untrained model does to the ranking; replace only.
 
 No pretrained cross-encoder can be downloaded here, so no cross-encoder quality number is claimed.
 """
@@ -20,9 +20,7 @@ import pathlib
 import sys
 import tempfile
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
-from connectors.eval import cli  # noqa: E402
+from rescore_sidecar.tools.eval import cli  # noqa: E402
 
 POLICY_SPECS = {"replace": "policy=replace", "linear": "policy=linear,weight=0.5", "rrf": "policy=rrf"}
 
@@ -45,7 +43,7 @@ def main() -> int:
         for name in args.models.split(","):
             configs, models = runs[name]
             if models:
-                from sidecar.testing_models import build_model
+                from rescore_sidecar.tools.seeded_models import build_model
 
                 path = build_model(pathlib.Path(tmp) / name, kind="cross-encoder", arch="minilm-l6-h384", seed=0)
                 models = [m.format(model=path) for m in models]

@@ -1,6 +1,6 @@
 """Latency the HTTP proxy adds over going to the engine directly, p50 and p99.
 
-Starts a real engine node (connectors.localnode), a real sidecar (tiny seeded cross-encoder, or
+Starts a real engine node (rescore_sidecar.tools.localnode), a real sidecar (tiny seeded cross-encoder, or
 `--model DIR`) and the proxy as a subprocess, indexes a small corpus, then runs C concurrent
 keep-alive clients in rounds that alternate direct and proxied requests, so both see the same
 machine load. Rows:
@@ -23,12 +23,10 @@ import time
 
 import aiohttp
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from connectors.localnode import local_node  # noqa: E402
-from sidecar.testing_models import build_model  # noqa: E402
-from tests.support.proxy_process import proxy_process  # noqa: E402
-from tests.support.sidecar_process import sidecar_process  # noqa: E402
+from rescore_sidecar.tools.localnode import local_node  # noqa: E402
+from rescore_sidecar.tools.seeded_models import build_model  # noqa: E402
+from rescore_sidecar.tools.proxy_process import proxy_process  # noqa: E402
+from rescore_sidecar.tools.sidecar_process import sidecar_process  # noqa: E402
 
 INDEX = "bench-proxy"
 WORDS = "apple banana cherry river mountain engine cloud stone paper glass".split()

@@ -28,14 +28,12 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 import grpc  # noqa: E402
 
-from sidecar.pb.rescore.v1 import rescore_pb2 as pb  # noqa: E402
-from sidecar.pb.rescore.v1 import rescore_pb2_grpc  # noqa: E402
-from sidecar.testing_models import build_model  # noqa: E402
-from tests.support.sidecar_process import SidecarProcess  # noqa: E402
+from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb  # noqa: E402
+from rescore_sidecar.proto.rescore.v1 import rescore_pb2_grpc  # noqa: E402
+from rescore_sidecar.tools.seeded_models import build_model  # noqa: E402
+from rescore_sidecar.tools.sidecar_process import SidecarProcess  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cranfield"
 

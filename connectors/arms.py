@@ -5,7 +5,7 @@ import dataclasses
 import hashlib
 from typing import Any, Mapping
 
-from connectors.config import Arm, ConnectorConfig, RerankOptions
+from rescore_sidecar.connectors.config import Arm, ConnectorConfig, RerankOptions
 
 
 @dataclasses.dataclass(frozen=True)

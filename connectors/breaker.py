@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Callable
 
-from connectors.config import BreakerConfig
+from rescore_sidecar.connectors.config import BreakerConfig
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 

@@ -13,7 +13,7 @@ import dataclasses
 from fnmatch import fnmatchcase
 from typing import Any, Mapping, Sequence
 
-from connectors.config import RerankOptions
+from rescore_sidecar.connectors.config import RerankOptions
 
 DEFAULT_SIZE = 10
 MARKER_KEY = "_rescore"

@@ -10,9 +10,9 @@ import logging
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-from connectors import arms, core, metrics
-from connectors.config import ConnectorConfig
-from connectors.sidecar_client import RerankResult, SidecarClient, SidecarUnavailable
+from rescore_sidecar.connectors import arms, core, metrics
+from rescore_sidecar.connectors.config import ConnectorConfig
+from rescore_sidecar.connectors.sidecar_client import RerankResult, SidecarClient, SidecarUnavailable
 
 log = logging.getLogger("connectors")
 

@@ -1,13 +1,13 @@
-"""Rescoring around an async engine call; mirrors `connectors.rescoring` (same planning and finishing)."""
+"""Rescoring around an async engine call; mirrors `rescore_sidecar.connectors.rescoring` (same planning and finishing)."""
 from __future__ import annotations
 
 import time
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
-from connectors.config import ConnectorConfig
-from connectors.rescoring import collect, finish, log, plan, split_msearch
-from connectors.sidecar_client import RerankResult, SidecarUnavailable
-from connectors.sidecar_client_async import AsyncSidecarClient
+from rescore_sidecar.connectors.config import ConnectorConfig
+from rescore_sidecar.connectors.rescoring import collect, finish, log, plan, split_msearch
+from rescore_sidecar.connectors.sidecar_client import RerankResult, SidecarUnavailable
+from rescore_sidecar.connectors.sidecar_client_async import AsyncSidecarClient
 
 AsyncEngineSearch = Callable[[dict, dict], Awaitable[Mapping]]
 AsyncEngineMsearch = Callable[[list, dict], Awaitable[Mapping]]

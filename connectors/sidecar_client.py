@@ -18,10 +18,10 @@ from typing import Callable, Sequence
 import grpc
 import tenacity
 
-from connectors import metrics
-from connectors.breaker import CircuitBreaker
-from connectors.config import SidecarClientConfig
-from sidecar.pb.rescore.v1 import rescore_pb2, rescore_pb2_grpc
+from rescore_sidecar.connectors import metrics
+from rescore_sidecar.connectors.breaker import CircuitBreaker
+from rescore_sidecar.connectors.config import SidecarClientConfig
+from rescore_sidecar.proto.rescore.v1 import rescore_pb2, rescore_pb2_grpc
 
 # gRPC codes that say nothing about the sidecar's health (our request was bad): no breaker failure.
 _CALLER_ERRORS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,

@@ -1,4 +1,4 @@
-"""asyncio gRPC client of the sidecar; mirrors `connectors.sidecar_client`."""
+"""asyncio gRPC client of the sidecar; mirrors `rescore_sidecar.connectors.sidecar_client`."""
 from __future__ import annotations
 
 import asyncio
@@ -8,10 +8,10 @@ from typing import Callable, Sequence
 import grpc
 import tenacity
 
-from connectors.config import SidecarClientConfig
-from connectors.sidecar_client import (RerankResult, SidecarUnavailable, Targets, auth_metadata, build_request,
+from rescore_sidecar.connectors.config import SidecarClientConfig
+from rescore_sidecar.connectors.sidecar_client import (RerankResult, SidecarUnavailable, Targets, auth_metadata, build_request,
                                        channel_credentials, channel_options, classify, to_result)
-from sidecar.pb.rescore.v1 import rescore_pb2, rescore_pb2_grpc
+from rescore_sidecar.proto.rescore.v1 import rescore_pb2, rescore_pb2_grpc
 
 
 class AsyncSidecarClient:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from connectors.config import ConnectorConfig
-from connectors.rescoring import Rescorer
+from rescore_sidecar.connectors.config import ConnectorConfig
+from rescore_sidecar.connectors.rescoring import Rescorer
 
 # elasticsearch-py keyword -> body key, for the keywords that travel in the request body.
 ES_BODY_FIELDS = {

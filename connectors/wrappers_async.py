@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.config import ConnectorConfig
-from connectors.rescoring_async import AsyncRescorer
-from connectors.wrappers import _es_response, es_kwargs, es_split, os_params
+from rescore_sidecar.connectors.config import ConnectorConfig
+from rescore_sidecar.connectors.rescoring_async import AsyncRescorer
+from rescore_sidecar.connectors.wrappers import _es_response, es_kwargs, es_split, os_params
 
 
 class _AsyncWrapper:

@@ -19,7 +19,7 @@ RUN python -m venv /opt/venv \
 # Dependencies first (the big layer), pinned by constraints.txt; code changes do not rebuild it.
 WORKDIR /opt/rescore/src
 COPY pyproject.toml constraints.txt docker/pyproject_deps.py ./
-ARG EXTRAS=proxy,opensearch,elasticsearch
+ARG EXTRAS=server,proxy,opensearch,elasticsearch
 ARG TORCH_INDEX_URL=""
 # torch from the CPU index first (when given); "torch==X" accepts the local "X+cpu" build, so the
 # second install keeps it and fetches only the rest.
@@ -40,6 +40,8 @@ RUN --mount=type=secret,id=hf_token,required=false \
 COPY README.md ./
 COPY sidecar ./sidecar
 COPY connectors ./connectors
+COPY tools ./tools
+COPY proto ./proto
 RUN pip install --no-cache-dir --no-deps . \
     && rm -rf /opt/rescore/src/build
 COPY docker/healthcheck.py docker/entrypoint.sh /opt/rescore/bin/

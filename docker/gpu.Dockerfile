@@ -25,7 +25,7 @@ RUN apt-get update \
 # Dependencies first (the multi-GB layer), pinned by constraints.txt; code changes do not rebuild it.
 WORKDIR /opt/rescore/src
 COPY pyproject.toml constraints.txt docker/pyproject_deps.py ./
-ARG EXTRAS=proxy,opensearch,elasticsearch
+ARG EXTRAS=server,proxy,opensearch,elasticsearch
 RUN python pyproject_deps.py pyproject.toml "$EXTRAS" > requirements.txt \
     && pip install --no-cache-dir -c constraints.txt -r requirements.txt
 
@@ -40,6 +40,8 @@ RUN --mount=type=secret,id=hf_token,required=false \
 COPY README.md ./
 COPY sidecar ./sidecar
 COPY connectors ./connectors
+COPY tools ./tools
+COPY proto ./proto
 RUN pip install --no-cache-dir --no-deps . \
     && rm -rf /opt/rescore/src/build
 COPY docker/healthcheck.py docker/entrypoint.sh /opt/rescore/bin/

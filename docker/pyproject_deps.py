@@ -16,13 +16,23 @@ def requirements(pyproject: dict, extras: Sequence[str]) -> list[str]:
     unknown = [e for e in extras if e not in optional]
     if unknown:
         raise ValueError(f"unknown extras {unknown}; pyproject defines {sorted(optional)}")
-    reqs = list(project.get("dependencies", []))
-    for extra in extras:
-        reqs += optional[extra]
     name = project["name"]
-    # "rescore-sidecar[...]" self-references (the `all` extra) are not installable before the code.
-    return [r for r in reqs if not r.replace("_", "-").startswith(name)]
-
+    reqs = list(project.get("dependencies", []))
+    seen: set[str] = set()
+    todo = list(extras)
+    while todo:
+        extra = todo.pop(0)
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for req in optional[extra]:
+            # "rescore-sidecar[a,b]" names other extras of this project: expand them, since the
+            # project itself is not installable before its code is copied in.
+            if req.replace("_", "-").startswith(name + "["):
+                todo += req[req.index("[") + 1:req.index("]")].split(",")
+            elif req not in reqs:
+                reqs.append(req)
+    return reqs
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)

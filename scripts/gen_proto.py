@@ -1,4 +1,4 @@
-"""Regenerates the Python gRPC code in sidecar/pb from proto/.
+"""Regenerates the Python gRPC code beside the .proto files in proto/ (package rescore_sidecar.proto).
 
 The generated modules are checked in, so an install needs no protoc; the test
 tests/unit/test_proto_current.py fails when they are stale. Run after editing a .proto:
@@ -14,7 +14,7 @@ import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
-OUT_DIR = ROOT / "sidecar" / "pb"
+OUT_DIR = ROOT / "proto"
 PROTOS = ["rescore/v1/rescore.proto"]
 
 
@@ -29,8 +29,8 @@ def generate(out_dir: pathlib.Path) -> list[pathlib.Path]:
     written = sorted(p for p in out_dir.rglob("*") if p.suffix in (".py", ".pyi"))
     for path in written:
         # protoc writes absolute imports ("from rescore.v1 import ..."); make them
-        # package-relative to sidecar.pb so the package needs no sys.path tricks.
-        text = re.sub(r"^from rescore\.v1 import", "from sidecar.pb.rescore.v1 import",
+        # absolute within rescore_sidecar.proto so the package needs no sys.path tricks.
+        text = re.sub(r"^from rescore\.v1 import", "from rescore_sidecar.proto.rescore.v1 import",
                       path.read_text(), flags=re.M)
         path.write_text(text)
     for pkg in {out_dir, *(p.parent for p in written)}:

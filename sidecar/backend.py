@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from sidecar.config import ModelSpec
+from rescore_sidecar.sidecar.config import ModelSpec
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from typing import Sequence
 
 import numpy as np
 
-from sidecar import metrics
-from sidecar.backend import Backend, TokenizedSequence
-from sidecar.errors import LimitExceeded
+from rescore_sidecar.sidecar import metrics
+from rescore_sidecar.sidecar.backend import Backend, TokenizedSequence
+from rescore_sidecar.sidecar.errors import LimitExceeded
 
 log = logging.getLogger(__name__)
 

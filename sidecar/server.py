@@ -1,6 +1,6 @@
 """gRPC transport: the Reranker service, health, reflection, metrics and graceful drain.
 
-A thin layer over sidecar.service: it parses request bytes itself (so malformed
+A thin layer over rescore_sidecar.sidecar.service: it parses request bytes itself (so malformed
 protobuf or invalid UTF-8 becomes INVALID_ARGUMENT instead of a generic failure),
 maps every error with errors.to_status, and owns the process lifecycle.
 """
@@ -21,14 +21,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from pydantic import ValidationError
 
-from sidecar import metrics
-from sidecar.backend import Backend, load_backend
-from sidecar.batching import BatchLimits, ModelQueue
-from sidecar.config import SidecarConfig, load_config
-from sidecar.errors import NotReady, InvalidRequest, to_status
-from sidecar.pb.rescore.v1 import rescore_pb2 as pb
-from sidecar.security import BearerTokenInterceptor, server_credentials
-from sidecar.service import RerankService
+from rescore_sidecar.sidecar import metrics
+from rescore_sidecar.sidecar.backend import Backend, load_backend
+from rescore_sidecar.sidecar.batching import BatchLimits, ModelQueue
+from rescore_sidecar.sidecar.config import SidecarConfig, load_config
+from rescore_sidecar.sidecar.errors import NotReady, InvalidRequest, to_status
+from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
+from rescore_sidecar.sidecar.security import BearerTokenInterceptor, server_credentials
+from rescore_sidecar.sidecar.service import RerankService
 
 log = logging.getLogger("sidecar")
 
@@ -102,7 +102,7 @@ class GrpcTransport:
 
 def warm_up(backend: Backend) -> None:
     """Runs one real batch so the first request pays no lazy-initialisation cost."""
-    from sidecar.tokenize import tokenize_request
+    from rescore_sidecar.sidecar.tokenize import tokenize_request
 
     tokenized = tokenize_request(backend, WARMUP_QUERY, WARMUP_DOCUMENTS)
     backend.forward(tokenized.sequences)

@@ -1,6 +1,6 @@
 """The reranking core behind the transport: validation, tokenization, queueing, scoring.
 
-Transport-agnostic: the gRPC layer (sidecar.server) parses bytes, passes the request
+Transport-agnostic: the gRPC layer (rescore_sidecar.sidecar.server) parses bytes, passes the request
 and the time the client has left, and maps any exception with errors.to_status.
 """
 from __future__ import annotations
@@ -13,13 +13,13 @@ from typing import Mapping
 
 import numpy as np
 
-from sidecar import metrics
-from sidecar.backend import CROSS_ENCODER, Backend
-from sidecar.batching import Job, ModelQueue
-from sidecar.config import SidecarConfig
-from sidecar.errors import DeadlineTooShort, NotReady, InvalidRequest, LimitExceeded, ModelNotFound
-from sidecar.pb.rescore.v1 import rescore_pb2 as pb
-from sidecar.tokenize import TokenizedRequest, tokenize_request
+from rescore_sidecar.sidecar import metrics
+from rescore_sidecar.sidecar.backend import CROSS_ENCODER, Backend
+from rescore_sidecar.sidecar.batching import Job, ModelQueue
+from rescore_sidecar.sidecar.config import SidecarConfig
+from rescore_sidecar.sidecar.errors import DeadlineTooShort, NotReady, InvalidRequest, LimitExceeded, ModelNotFound
+from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
+from rescore_sidecar.sidecar.tokenize import TokenizedRequest, tokenize_request
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from tokenizers import Encoding
 
-from sidecar.backend import BI_ENCODER, Backend, TokenizedSequence
+from rescore_sidecar.sidecar.backend import BI_ENCODER, Backend, TokenizedSequence
 
 
 @dataclasses.dataclass

@@ -5,7 +5,19 @@ import pathlib
 
 import pytest
 
-from sidecar.testing_models import build_model
+from rescore_sidecar.tools.seeded_models import build_model
+
+
+# Each folder's tests carry its marker, so `-m "not integration and not deploy"` is the fast set
+# wherever a test file lives and whether or not it remembered its own `pytestmark`.
+_FOLDER_MARKS = {"integration": pytest.mark.integration, "deploy": pytest.mark.deploy}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for part in item.path.parts:
+            if part in _FOLDER_MARKS:
+                item.add_marker(_FOLDER_MARKS[part])
 
 
 @pytest.fixture(scope="session")

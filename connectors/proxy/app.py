@@ -11,10 +11,10 @@ from typing import Any, AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from connectors.proxy import routes
-from connectors.proxy.config import ProxyConfig
-from connectors.proxy.metrics import ProxyMetrics, create_metrics
-from connectors.proxy.upstream import (UpstreamUnavailable, Upstreams, forward_headers,
+from rescore_sidecar.connectors.proxy import routes
+from rescore_sidecar.connectors.proxy.config import ProxyConfig
+from rescore_sidecar.connectors.proxy.metrics import ProxyMetrics, create_metrics
+from rescore_sidecar.connectors.proxy.upstream import (UpstreamUnavailable, Upstreams, forward_headers,
                                        make_session, response_headers)
 
 log = logging.getLogger("rescore.proxy")
@@ -35,7 +35,7 @@ class ProxyState:
     upstreams: Upstreams
     metrics: ProxyMetrics
     session: aiohttp.ClientSession | None = None
-    # Set by connectors.proxy.search when a sidecar is configured.
+    # Set by rescore_sidecar.connectors.proxy.search when a sidecar is configured.
     rescorer: Any = None
 
 
@@ -203,7 +203,7 @@ async def handle(request: web.BaseRequest, state: ProxyState) -> web.StreamRespo
                                       f"{state.config.max_request_bytes}-byte limit")
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         if route in (routes.SEARCH, routes.MSEARCH):
-            from connectors.proxy.search import handle_search
+            from rescore_sidecar.connectors.proxy.search import handle_search
 
             return await handle_search(request, state, route, raw_path, raw_query)
         return await passthrough(request, state, route, raw_path, raw_query)
@@ -236,7 +236,7 @@ async def start(config: ProxyConfig, *, host: str | None = None,
                        metrics=create_metrics())
     state.session = make_session(config)
     if config.sidecars:
-        from connectors.proxy.search import create_rescorer
+        from rescore_sidecar.connectors.proxy.search import create_rescorer
 
         state.rescorer = create_rescorer(config)
 

@@ -7,11 +7,11 @@ import signal
 import sys
 from typing import Sequence
 
-from connectors.proxy.config import ConfigError, ProxyConfig, load_config
+from rescore_sidecar.connectors.proxy.config import ConfigError, ProxyConfig, load_config
 
 
 async def serve(config: ProxyConfig) -> None:
-    from connectors.proxy.app import start, stop
+    from rescore_sidecar.connectors.proxy.app import start, stop
 
     runner, state, port = await start(config)
     logging.getLogger("rescore.proxy").info(

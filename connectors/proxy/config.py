@@ -13,7 +13,7 @@ import os
 import pathlib
 from typing import Any, Mapping, Sequence
 
-from connectors.config import Arm, BreakerConfig, ConnectorConfig, RerankOptions, SidecarClientConfig
+from rescore_sidecar.connectors.config import Arm, BreakerConfig, ConnectorConfig, RerankOptions, SidecarClientConfig
 
 ENV_PREFIX = "RESCORE_PROXY_"
 

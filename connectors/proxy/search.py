@@ -2,7 +2,7 @@
 
 The HTTP side lives here (bodies, encodings, NDJSON, headers, marks). Planning, windowing, text
 extraction, `_source` transparency, pagination, A/B arms, budget, breaker and fallback are the
-connector core's (`connectors.rescoring_async.AsyncRescorer`), shared with the Python wrappers.
+connector core's (`rescore_sidecar.connectors.rescoring_async.AsyncRescorer`), shared with the Python wrappers.
 """
 from __future__ import annotations
 
@@ -17,16 +17,16 @@ from urllib.parse import urlencode
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from connectors import arms
-from connectors.config import RerankOptions
-from connectors.core import MARKER_KEY
-from connectors.proxy import routes
-from connectors.proxy.app import ProxyState, error_response, read_limited, record, relay
-from connectors.proxy.config import ProxyConfig
-from connectors.proxy.toggle import (ARM_KEY_HEADER, BODY_SECTION, TOGGLE_HEADER, ToggleError,
+from rescore_sidecar.connectors import arms
+from rescore_sidecar.connectors.config import RerankOptions
+from rescore_sidecar.connectors.core import MARKER_KEY
+from rescore_sidecar.connectors.proxy import routes
+from rescore_sidecar.connectors.proxy.app import ProxyState, error_response, read_limited, record, relay
+from rescore_sidecar.connectors.proxy.config import ProxyConfig
+from rescore_sidecar.connectors.proxy.toggle import (ARM_KEY_HEADER, BODY_SECTION, TOGGLE_HEADER, ToggleError,
                                      merge_toggles)
-from connectors.proxy.upstream import forward_headers, response_headers
-from connectors.rescoring_async import AsyncRescorer
+from rescore_sidecar.connectors.proxy.upstream import forward_headers, response_headers
+from rescore_sidecar.connectors.rescoring_async import AsyncRescorer
 
 # Response headers the proxy sets on every search it handles.
 MARK_HEADER = "X-Rescore"

@@ -9,7 +9,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from connectors.proxy.config import ProxyConfig
+from rescore_sidecar.connectors.proxy.config import ProxyConfig
 
 # RFC 9110 7.6.1: meaningful for one connection only, never forwarded. Content-Length is
 # recomputed by the side that writes the body.

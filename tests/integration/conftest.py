@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.localnode import ENGINES, LocalNode, start_node
+from rescore_sidecar.tools.localnode import ENGINES, LocalNode, start_node
 
 
 class _NodePool:

@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors import BreakerConfig, ConnectorConfig, RerankOptions, RescoringOpenSearch, SidecarClientConfig
-from sidecar.pb.rescore.v1 import rescore_pb2 as pb
-from sidecar.pb.rescore.v1 import rescore_pb2_grpc
-from tests.support.proxy_process import ProxyProcess
-from tests.support.sidecar_process import SidecarProcess
+from rescore_sidecar.connectors import BreakerConfig, ConnectorConfig, RerankOptions, RescoringOpenSearch, SidecarClientConfig
+from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
+from rescore_sidecar.proto.rescore.v1 import rescore_pb2_grpc
+from rescore_sidecar.tools.proxy_process import ProxyProcess
+from rescore_sidecar.tools.sidecar_process import SidecarProcess
 
 pytestmark = pytest.mark.integration
 
@@ -350,11 +350,9 @@ def test_calls_while_models_load_are_unavailable_not_unimplemented(tiny_cross_en
     retryable UNAVAILABLE (clients try another replica), not UNIMPLEMENTED."""
     import subprocess
 
-    from tests.support.sidecar_process import REPO_ROOT
-
     proc = SidecarProcess({"tiny": tiny_cross_encoder})
     with open(proc.log_path, "ab") as log:
-        proc.process = subprocess.Popen(proc.command(), stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+        proc.process = subprocess.Popen(proc.command(), stdout=log, stderr=subprocess.STDOUT)
     seen: dict[str, str] = {}
     try:
         with grpc.insecure_channel(proc.address) as ch:

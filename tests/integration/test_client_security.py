@@ -14,11 +14,11 @@ import grpc
 import httpx
 import pytest
 
-from connectors import (AsyncRescoringOpenSearch, BreakerConfig, ConnectorConfig, RerankOptions,
+from rescore_sidecar.connectors import (AsyncRescoringOpenSearch, BreakerConfig, ConnectorConfig, RerankOptions,
                         RescoringOpenSearch, SidecarClientConfig)
-from tests.support.proxy_process import proxy_process
+from rescore_sidecar.tools.proxy_process import proxy_process
 from tests.support.pki import write_pki
-from tests.support.sidecar_process import SidecarProcess
+from rescore_sidecar.tools.sidecar_process import SidecarProcess
 
 trustme = pytest.importorskip("trustme")
 pytestmark = pytest.mark.integration
@@ -170,7 +170,7 @@ def test_config_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="client_cert_file and client_key_file"):
         SidecarClientConfig(client_cert_file="a.pem")
     with pytest.raises(ValueError, match="ca_file"):
-        from connectors.sidecar_client import SidecarClient
+        from rescore_sidecar.connectors.sidecar_client import SidecarClient
         SidecarClient(SidecarClientConfig(ca_file=str(tmp_path / "missing.pem")))
     assert TOKEN not in repr(SidecarClientConfig(auth_token=TOKEN))
 

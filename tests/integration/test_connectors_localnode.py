@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from connectors import localnode
+from rescore_sidecar.tools import localnode
 
 
 def test_node_is_healthy_and_indexes(engine_node):

@@ -7,11 +7,11 @@ import time
 import grpc
 import pytest
 
-from connectors import (AsyncRescoringElasticsearch, AsyncRescoringOpenSearch, BreakerConfig, ConnectorConfig,
+from rescore_sidecar.connectors import (AsyncRescoringElasticsearch, AsyncRescoringOpenSearch, BreakerConfig, ConnectorConfig,
                         RerankOptions, Rescorer, RescoringElasticsearch, RescoringOpenSearch, SidecarClient,
                         SidecarClientConfig)
-from sidecar.pb.rescore.v1 import rescore_pb2, rescore_pb2_grpc
-from tests.support.sidecar_process import SidecarProcess, sidecar_process
+from rescore_sidecar.proto.rescore.v1 import rescore_pb2, rescore_pb2_grpc
+from rescore_sidecar.tools.sidecar_process import SidecarProcess, sidecar_process
 
 INDEX = "rescore-corpus"
 WORDS = "apple banana cherry river mountain engine cloud stone paper glass".split()

@@ -32,7 +32,7 @@ def _addresses(output: str) -> tuple[str, str]:
 
 
 def _demo(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "sidecar", "demo", "--no-progress", *args], cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "rescore_sidecar.tools", "demo", "--no-progress", *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "COLUMNS": "120", "PYTHONIOENCODING": "utf-8"})
 

@@ -3,15 +3,14 @@ kinds), a real sidecar subprocess started by the command, all three report files
 from __future__ import annotations
 
 import json
-import pathlib
 import socket
 
 import pytest
 
-from connectors.eval import cli
-from connectors.eval.metrics import per_query_scores
-from connectors.eval.runner import bm25_body
-from connectors.eval.sample import load_sample
+from rescore_sidecar.tools.eval import cli
+from rescore_sidecar.tools.eval.metrics import per_query_scores
+from rescore_sidecar.tools.eval.runner import bm25_body
+from rescore_sidecar.tools.eval.sample import load_sample
 
 pytestmark = pytest.mark.integration
 

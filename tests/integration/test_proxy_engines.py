@@ -11,10 +11,10 @@ import time
 import httpx
 import pytest
 
-from connectors import (ConnectorConfig, RerankOptions, RescoringElasticsearch, RescoringOpenSearch,
+from rescore_sidecar.connectors import (ConnectorConfig, RerankOptions, RescoringElasticsearch, RescoringOpenSearch,
                         SidecarClientConfig)
-from tests.support.proxy_process import proxy_process as support_proxy_process
-from tests.support.sidecar_process import SidecarProcess, sidecar_process
+from rescore_sidecar.tools.proxy_process import proxy_process as support_proxy_process
+from rescore_sidecar.tools.sidecar_process import SidecarProcess, sidecar_process
 
 OPTIONS = {"window": 20, "fields": ["title", "body"]}
 WORDS = "apple banana cherry river mountain engine cloud stone paper glass".split()
@@ -29,7 +29,7 @@ def _doc(i: int) -> dict:
 
 
 def proxy_process(upstream: str, sidecar: str, *extra: str):
-    """The proxy as a subprocess (`python -m sidecar proxy`), rescoring with OPTIONS."""
+    """The proxy as a subprocess (`python -m rescore_sidecar.tools proxy`), rescoring with OPTIONS."""
     return support_proxy_process(upstream, "--sidecar", sidecar, "--rescore", json.dumps(OPTIONS), *extra)
 
 
@@ -78,7 +78,7 @@ def _script(idx: str) -> list[tuple[str, str, dict]]:
         ("PUT", f"/{idx}", {"json": {"settings": {"number_of_replicas": 0},
                                       "mappings": {"properties": {"body": {"type": "text"}}}}}),
         ("PUT", f"/{idx}/_doc/100?refresh=true", {"json": {"title": "x", "body": "common y"}}),
-        ("POST", f"/_bulk?refresh=true", {"content": bulk.encode(), "headers": nd}),
+        ("POST", "/_bulk?refresh=true", {"content": bulk.encode(), "headers": nd}),
         ("POST", f"/{idx}/_bulk?refresh=true", {"content": gzip.compress(bulk.encode()),
                                                 "headers": {**nd, "Content-Encoding": "gzip"}}),
         ("GET", f"/{idx}/_doc/1", {}),

@@ -12,10 +12,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from sidecar.pb.rescore.v1 import rescore_pb2 as pb
-from sidecar.pb.rescore.v1 import rescore_pb2_grpc
-from sidecar.testing_models import build_model
-from tests.support.sidecar_process import SidecarProcess
+from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
+from rescore_sidecar.proto.rescore.v1 import rescore_pb2_grpc
+from rescore_sidecar.tools.seeded_models import build_model
+from rescore_sidecar.tools.sidecar_process import SidecarProcess
 
 pytestmark = pytest.mark.integration
 

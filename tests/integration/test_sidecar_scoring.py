@@ -10,10 +10,10 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from sidecar.pb.rescore.v1 import rescore_pb2 as pb
-from sidecar.pb.rescore.v1 import rescore_pb2_grpc
-from sidecar.testing_models import minilm_dir
-from tests.support.sidecar_process import sidecar_process
+from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
+from rescore_sidecar.proto.rescore.v1 import rescore_pb2_grpc
+from rescore_sidecar.tools.seeded_models import minilm_dir
+from rescore_sidecar.tools.sidecar_process import sidecar_process
 
 pytestmark = pytest.mark.integration
 

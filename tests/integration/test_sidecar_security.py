@@ -7,10 +7,10 @@ import subprocess
 import grpc
 import pytest
 
-from sidecar.pb.rescore.v1 import rescore_pb2 as pb
-from sidecar.pb.rescore.v1 import rescore_pb2_grpc
+from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
+from rescore_sidecar.proto.rescore.v1 import rescore_pb2_grpc
 from tests.support.pki import write_pki
-from tests.support.sidecar_process import SidecarProcess
+from rescore_sidecar.tools.sidecar_process import SidecarProcess
 
 trustme = pytest.importorskip("trustme")
 pytestmark = pytest.mark.integration

@@ -1,0 +1,45 @@
+"""Token-level truncation against the Hugging Face tokenizer's own pair encoding."""
+import pytest
+from transformers import AutoTokenizer
+
+from rescore_sidecar.sidecar.backend import load_backend
+from rescore_sidecar.sidecar.config import ModelSpec
+from rescore_sidecar.sidecar.tokenize import tokenize_request
+
+
+@pytest.fixture(scope="module")
+def short_backend(short_cross_encoder):
+    return load_backend(ModelSpec(source=str(short_cross_encoder)), device="cpu", default_query_tokens=16)
+
+
+def test_pairs_match_hf_only_second_truncation(short_backend, short_cross_encoder):
+    hf = AutoTokenizer.from_pretrained(str(short_cross_encoder))
+    query = "pressure distribution on a slender wing"
+    docs = ["short text", "word " * 200, "", "ünïcödé — 漢字 \x00 \u200b emoji 🚀 " * 20]
+    out = tokenize_request(short_backend, query, docs)
+    assert out.truncated == [False, True, False, True]
+    assert not out.query_truncated
+    for doc, seq in zip(docs, out.sequences):
+        if not doc:
+            # HF encodes text_pair="" as a single sequence; we keep the pair shape the model was
+            # trained on: [CLS] query [SEP] [SEP].
+            single = hf(query)["input_ids"]
+            assert seq.ids == single + [hf.sep_token_id]
+            continue
+        ref = hf(query, doc, truncation="only_second", max_length=64)
+        assert seq.ids == ref["input_ids"]
+        assert seq.type_ids == ref["token_type_ids"]
+        assert len(seq.ids) <= 64
+
+
+def test_long_query_is_capped_to_its_budget_and_documents_keep_room(short_backend):
+    out = tokenize_request(short_backend, "lift " * 100, ["drag " * 100])
+    assert out.query_truncated
+    (seq,) = out.sequences
+    assert len(seq.ids) == 64
+    assert seq.type_ids.count(0) == 16 + 2  # [CLS] + 16 query tokens + [SEP]
+
+
+def test_request_budget_can_only_lower_the_server_budget(short_backend):
+    assert tokenize_request(short_backend, "lift " * 10, ["d"], max_query_tokens=4).query_truncated
+    assert not tokenize_request(short_backend, "lift " * 10, ["d"], max_query_tokens=1000).query_truncated
