@@ -10,9 +10,10 @@ from __future__ import annotations
 import pathlib
 from typing import Annotated, Any, Literal, Mapping
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from rescore_sidecar.sidecar import settings
 
 ModelKindName = Literal["auto", "cross-encoder", "bi-encoder"]
 
@@ -130,16 +131,7 @@ class SidecarConfig(BaseSettings):
 def load_config(cli_values: Mapping[str, Any] | None = None,
                 config_file: str | pathlib.Path | None = None) -> SidecarConfig:
     """Builds the config with precedence defaults < file < environment < CLI."""
-    file_values: dict[str, Any] = {}
-    if config_file:
-        path = pathlib.Path(config_file)
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"cannot read config file {path}: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ValueError(f"config file {path} must hold a mapping, not {type(loaded).__name__}")
-        file_values = loaded
+    file_values = settings.read_yaml(config_file) if config_file else {}
     from_env = SidecarConfig()
     env_values = {key: getattr(from_env, key) for key in from_env.model_fields_set}
     return SidecarConfig(**{**file_values, **env_values, **(cli_values or {})})

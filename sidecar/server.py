@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from pydantic import ValidationError
 
 from rescore_sidecar.sidecar import metrics
+from rescore_sidecar.sidecar import settings
 from rescore_sidecar.sidecar.backend import Backend, load_backend
 from rescore_sidecar.sidecar.batching import BatchLimits, ModelQueue
 from rescore_sidecar.sidecar.config import SidecarConfig, load_config
@@ -242,16 +243,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="YAML file with settings (env RESCORE_CONFIG)")
     parser.add_argument("--model", dest="models", action="append", metavar="[NAME=]SOURCE",
                         help="hub id or local path; repeat to serve several; the first is the default")
-    for name, field in SidecarConfig.model_fields.items():
-        if name == "models":
-            continue
-        flag = "--" + name.replace("_", "-")
-        if field.annotation is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=field.description)
-        else:
-            default = field.default if field.default_factory is None else field.default_factory()
-            parser.add_argument(flag, dest=name, metavar=name.upper(),
-                                help=f"{field.description or ''} (default: {default!r})".strip())
+    settings.add_flags(parser, SidecarConfig, skip=("models",))
     return parser
 
 
