@@ -7,7 +7,8 @@
 from rescore_sidecar.connectors.config import Arm, BreakerConfig, ConnectorConfig, RerankOptions, SidecarClientConfig
 from rescore_sidecar.connectors.rescoring import Rescorer
 from rescore_sidecar.connectors.rescoring_async import AsyncRescorer
-from rescore_sidecar.connectors.sidecar_client import RerankResult, SidecarClient, SidecarUnavailable
+from rescore_sidecar.connectors.sidecar_client import (RequestRejected, RerankResult, SidecarClient, SidecarOverloaded,
+                                                       SidecarUnavailable)
 from rescore_sidecar.connectors.sidecar_client_async import AsyncSidecarClient
 from rescore_sidecar.connectors.wrappers import RescoringElasticsearch, RescoringOpenSearch
 from rescore_sidecar.connectors.wrappers_async import AsyncRescoringElasticsearch, AsyncRescoringOpenSearch
@@ -15,5 +16,6 @@ from rescore_sidecar.connectors.wrappers_async import AsyncRescoringElasticsearc
 __all__ = [
     "Arm", "AsyncRescorer", "AsyncRescoringElasticsearch", "AsyncRescoringOpenSearch", "AsyncSidecarClient",
     "BreakerConfig", "ConnectorConfig", "RerankOptions", "RerankResult", "Rescorer", "RescoringElasticsearch",
-    "RescoringOpenSearch", "SidecarClient", "SidecarClientConfig", "SidecarUnavailable",
+    "RescoringOpenSearch", "RequestRejected", "SidecarClient", "SidecarClientConfig", "SidecarOverloaded",
+    "SidecarUnavailable",
 ]
