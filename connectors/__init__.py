@@ -10,12 +10,13 @@ from rescore_sidecar.connectors.rescoring_async import AsyncRescorer
 from rescore_sidecar.connectors.sidecar_client import (RequestRejected, RerankResult, SidecarClient, SidecarOverloaded,
                                                        SidecarUnavailable)
 from rescore_sidecar.connectors.sidecar_client_async import AsyncSidecarClient
+from rescore_sidecar.connectors.testing import MockSidecar
 from rescore_sidecar.connectors.wrappers import RescoringElasticsearch, RescoringOpenSearch
 from rescore_sidecar.connectors.wrappers_async import AsyncRescoringElasticsearch, AsyncRescoringOpenSearch
 
 __all__ = [
     "Arm", "AsyncRescorer", "AsyncRescoringElasticsearch", "AsyncRescoringOpenSearch", "AsyncSidecarClient",
-    "BreakerConfig", "ConnectorConfig", "RerankOptions", "RerankResult", "Rescorer", "RescoringElasticsearch",
+    "BreakerConfig", "ConnectorConfig", "MockSidecar", "RerankOptions", "RerankResult", "Rescorer", "RescoringElasticsearch",
     "RescoringOpenSearch", "RequestRejected", "SidecarClient", "SidecarClientConfig", "SidecarOverloaded",
     "SidecarUnavailable",
 ]
