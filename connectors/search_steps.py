@@ -182,37 +182,41 @@ def msearch_steps(config: ConnectorConfig, searches: Sequence, params: Mapping |
 
 
 def drive(steps: Steps, engine: Callable[[Effect], Any], sidecar: Any) -> Any:
-    """Carries out the steps' effects synchronously: `engine(effect)` for engine calls (errors
-    propagate), `sidecar.rerank` / `rerank_many` for sidecar calls (errors become results)."""
-    effect = next(steps)
+    """Carries out the steps' effects synchronously: `engine(effect)` for the engine call (its
+    errors propagate), `sidecar.rerank` / `rerank_many` for sidecar calls (errors become results)."""
+    return resume(steps, engine(next(steps)), sidecar)
+
+
+def resume(steps: Steps, answer: Any, sidecar: Any) -> Any:
+    """The rest of the steps once the engine answered (`answer`)."""
+    value = answer
     while True:
-        if isinstance(effect, (EngineSearch, EngineMsearch)):
-            value = engine(effect)
-        else:
-            try:
-                value = (sidecar.rerank(effect.query, effect.texts, model=effect.model) if isinstance(effect, Rerank)
-                         else sidecar.rerank_many(effect.calls))
-            except Exception as exc:  # noqa: BLE001 - the steps turn it into a fallback
-                value = exc
         try:
             effect = steps.send(value)
         except StopIteration as done:
             return done.value
+        try:
+            value = (sidecar.rerank(effect.query, effect.texts, model=effect.model) if isinstance(effect, Rerank)
+                     else sidecar.rerank_many(effect.calls))
+        except Exception as exc:  # noqa: BLE001 - the steps turn it into a fallback
+            value = exc
 
 
 async def drive_async(steps: Steps, engine: Callable[[Effect], Awaitable[Any]], sidecar: Any) -> Any:
     """`drive` with an async engine call and an async sidecar client."""
-    effect = next(steps)
+    return await resume_async(steps, await engine(next(steps)), sidecar)
+
+
+async def resume_async(steps: Steps, answer: Any, sidecar: Any) -> Any:
+    """`resume` with an async sidecar client: what the proxy runs after its own engine call."""
+    value = answer
     while True:
-        if isinstance(effect, (EngineSearch, EngineMsearch)):
-            value = await engine(effect)
-        else:
-            try:
-                value = await (sidecar.rerank(effect.query, effect.texts, model=effect.model)
-                               if isinstance(effect, Rerank) else sidecar.rerank_many(effect.calls))
-            except Exception as exc:  # noqa: BLE001 - the steps turn it into a fallback
-                value = exc
         try:
             effect = steps.send(value)
         except StopIteration as done:
             return done.value
+        try:
+            value = await (sidecar.rerank(effect.query, effect.texts, model=effect.model)
+                           if isinstance(effect, Rerank) else sidecar.rerank_many(effect.calls))
+        except Exception as exc:  # noqa: BLE001 - the steps turn it into a fallback
+            value = exc
