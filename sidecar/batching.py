@@ -23,7 +23,7 @@ import numpy as np
 
 from rescore_sidecar.sidecar import metrics
 from rescore_sidecar.sidecar.backend import Backend, TokenizedSequence
-from rescore_sidecar.sidecar.errors import LimitExceeded
+from rescore_sidecar.sidecar.errors import Overloaded, RequestTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +117,12 @@ class ModelQueue:
                 pass
 
     def submit(self, job: Job) -> None:
-        """Queues every sequence of `job`; raises LimitExceeded when the queue is full."""
+        """Queues every sequence of `job`; raises Overloaded when the queue is full."""
         if len(job.sequences) > self.limits.max_queue_pairs:  # could never fit: not a transient overload
-            raise LimitExceeded(f"request needs {len(job.sequences)} sequences on model {self.backend.name!r}; "
+            raise RequestTooLarge(f"request needs {len(job.sequences)} sequences on model {self.backend.name!r}; "
                                 f"the limit is {self.limits.max_queue_pairs} (max_queue_pairs)")
         if len(self._pending) + len(job.sequences) > self.limits.max_queue_pairs:
-            raise LimitExceeded(
+            raise Overloaded(
                 f"model {self.backend.name!r} has {len(self._pending)} sequences queued; "
                 f"{len(job.sequences)} more would pass the limit of {self.limits.max_queue_pairs}, retry later")
         for slot in range(len(job.sequences)):

@@ -72,15 +72,16 @@ class GrpcTransport:
             self._count(model, grpc.StatusCode.CANCELLED, started)
             raise
         except Exception as exc:  # noqa: BLE001 - every error becomes a status
-            code, message = to_status(exc)
-            self._count(model, code, started)
-            await context.abort(code, message)
+            status = to_status(exc)
+            self._count(model, status.code, started)
+            await context.abort(status.code, status.message, status.trailing_metadata())
         finally:
             metrics.IN_FLIGHT.dec()
 
     async def list_models(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
         if self.service is None:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "models are still loading (not SERVING yet)")
+            status = to_status(NotReady("models are still loading (not SERVING yet)"))
+            await context.abort(status.code, status.message, status.trailing_metadata())
         return self.service.list_models()
 
     @staticmethod
