@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from rescore_sidecar.sidecar import metrics
 from rescore_sidecar.sidecar import settings
-from rescore_sidecar.sidecar.backend import Backend, load_backend
+from rescore_sidecar.sidecar.backends import Backend, load_backend
 from rescore_sidecar.sidecar.batching import BatchLimits, ModelQueue
 from rescore_sidecar.sidecar.config import SidecarConfig, load_config
 from rescore_sidecar.sidecar.errors import NotReady, InvalidRequest, to_status
@@ -185,7 +185,8 @@ class Sidecar:
         backends: dict[str, Backend] = {}
         for spec in self.config.model_specs():
             backend = load_backend(spec, device=self.config.device, dtype=self.config.dtype,
-                                   default_query_tokens=self.config.max_query_tokens)
+                                   default_query_tokens=self.config.max_query_tokens,
+                                   cache_dir=self.config.model_cache_dir, threads=self.config.torch_threads)
             if backend.name in backends:
                 raise ValueError(f"two models are named {backend.name!r}; give them distinct NAME= prefixes")
             warm_up(backend)
