@@ -93,6 +93,7 @@ class SidecarConfig(BaseSettings):
     default_model: str = Field("", description="name of the default model (default: the first)")
     host: str = "0.0.0.0"
     port: int = Field(50051, ge=0, le=65535)
+    http_port: int = Field(0, ge=0, le=65535, description="HTTP rerank API port (Cohere/Jina/TEI shapes, on host); 0 = off")
     metrics_port: int = Field(9400, ge=0, le=65535, description="Prometheus /metrics port; 0 = off")
     metrics_host: str = "0.0.0.0"
     device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")

@@ -119,6 +119,8 @@ class Sidecar:
         self.server: grpc.aio.Server | None = None
         self.service: RerankService | None = None
         self.port: int | None = None
+        self.http_port: int | None = None
+        self._http_runner = None  # aiohttp AppRunner when http_port is set
         self._stopping = asyncio.Event()
         self._queues: dict[str, ModelQueue] = {}
         self._pools: list[concurrent.futures.Executor] = []
@@ -151,6 +153,13 @@ class Sidecar:
         log.info("listening on %s:%d (%s%s; NOT_SERVING until models are loaded)", cfg.host, self.port,
                  "mutual TLS" if cfg.tls_client_ca_file else "TLS" if credentials else "plaintext",
                  ", bearer token required" if token else "")
+        if cfg.http_port:
+            from rescore_sidecar.sidecar.http import HttpTransport, start_http
+
+            http_transport = HttpTransport(cfg, serving=lambda: self.service is not None and not self.service.draining)
+            self._http_runner, self.http_port = await start_http(http_transport, cfg.host, cfg.http_port)
+            log.info("HTTP rerank API on %s://%s:%d (not ready until models are loaded)",
+                     "https" if cfg.tls_cert_file else "http", cfg.host, self.http_port)
         if cfg.metrics_port:
             metrics.serve_metrics(cfg.metrics_host, cfg.metrics_port)
             log.info("metrics on http://%s:%d/metrics", cfg.metrics_host, cfg.metrics_port)
@@ -174,6 +183,8 @@ class Sidecar:
             raise ValueError(f"default_model {default!r} is not among the served models {sorted(backends)}")
         self.service = RerankService(cfg, backends, self._queues, tokenize_pool, default)
         transport.service = self.service
+        if self._http_runner is not None:
+            http_transport.service = self.service
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("SERVING models %s (default %s)", ", ".join(backends), default)
 
@@ -210,6 +221,8 @@ class Sidecar:
                 await asyncio.sleep(0.05)
             if self.service.in_flight:
                 log.warning("grace period over with %d requests in flight; cancelling them", self.service.in_flight)
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
         if self.server:
             await self.server.stop(max(until - time.monotonic(), 0.5))
         for queue in self._queues.values():
