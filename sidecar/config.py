@@ -11,7 +11,7 @@ import pathlib
 from typing import Annotated, Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ModelKindName = Literal["auto", "cross-encoder", "bi-encoder"]
@@ -85,6 +85,9 @@ class SidecarConfig(BaseSettings):
     min_deadline_ms: float = Field(5.0, ge=0, description="requests with less time left fail fast with DEADLINE_EXCEEDED")
     drain_seconds: float = Field(20.0, ge=0, description="grace period for in-flight requests on SIGTERM")
     tokenizer_threads: int = Field(2, ge=1)
+    cache_bytes: ByteSize = Field(ByteSize(256 * 1024 * 1024), ge=0, description=(
+        "score cache size (bytes, or with a unit: 512MiB, 2GB); 0 = off. Remembers model outputs by exact "
+        "input tokens: repeated pairs and seen bi-encoder documents cost no forward pass"))
     torch_threads: int = Field(0, ge=0, description="intra-op CPU threads; 0 = torch's default")
     tls_cert_file: str = Field("", description="PEM certificate chain; with tls_key_file turns on TLS")
     tls_key_file: str = Field("", description="PEM private key of tls_cert_file")
