@@ -10,7 +10,7 @@ from __future__ import annotations
 import pathlib
 from typing import Annotated, Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rescore_sidecar.sidecar import settings
@@ -112,6 +112,9 @@ class SidecarConfig(BaseSettings):
     torch_threads: int = Field(0, ge=0, description="intra-op CPU threads (torch and openvino); 0 = the runtime's default")
     model_cache_dir: str = Field("", description="where exported/quantized model artefacts are cached; "
                                                  "empty = next to a writable local model, else ~/.cache/rescore-sidecar/models")
+    cache_bytes: ByteSize = Field(ByteSize(256 * 1024 * 1024), ge=0, description=(
+        "score cache size (bytes, or with a unit: 512MiB, 2GB); 0 = off. Remembers model outputs by exact "
+        "input tokens: repeated pairs and seen bi-encoder documents cost no forward pass"))
     tls_cert_file: str = Field("", description="PEM certificate chain; with tls_key_file turns on TLS")
     tls_key_file: str = Field("", description="PEM private key of tls_cert_file")
     tls_client_ca_file: str = Field("", description="PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)")

@@ -25,6 +25,7 @@ from rescore_sidecar.sidecar import metrics
 from rescore_sidecar.sidecar import settings
 from rescore_sidecar.sidecar.backends import Backend, load_backend
 from rescore_sidecar.sidecar.batching import BatchLimits, ModelQueue
+from rescore_sidecar.sidecar.cache import ScoreCache
 from rescore_sidecar.sidecar.config import SidecarConfig, load_config
 from rescore_sidecar.sidecar.errors import NotReady, InvalidRequest, to_status
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
@@ -181,7 +182,8 @@ class Sidecar:
         default = cfg.default_model or next(iter(backends))
         if default not in backends:
             raise ValueError(f"default_model {default!r} is not among the served models {sorted(backends)}")
-        self.service = RerankService(cfg, backends, self._queues, tokenize_pool, default)
+        cache = ScoreCache(int(cfg.cache_bytes)) if cfg.cache_bytes else None
+        self.service = RerankService(cfg, backends, self._queues, tokenize_pool, default, cache)
         transport.service = self.service
         if self._http_runner is not None:
             http_transport.service = self.service
