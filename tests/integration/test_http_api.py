@@ -136,6 +136,7 @@ def error_of(reply: httpx.Response, status: int) -> dict:
     ({"query": QUERY, "documents": DOCS, "top_n": "3"}, "top_n"),
     ({"query": QUERY, "documents": DOCS, "return_documents": "yes"}, "return_documents"),
     ({"query": QUERY, "documents": DOCS, "timeout_ms": -1}, "timeout_ms"),
+    ({"query": QUERY, "documents": DOCS, "timeout_ms": 10**400}, "timeout_ms"),
     ({"query": QUERY, "documents": DOCS, "model": 5}, "model"),
 ])
 def test_bad_input_is_400_naming_the_field(http, body, field):
@@ -143,7 +144,23 @@ def test_bad_input_is_400_naming_the_field(http, body, field):
     assert error["type"] == "invalid_request" and error["field"] == field
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe{}", b"[1, 2]", b""])
+@pytest.mark.parametrize("content, field", [
+    (b'{"query": "\\ud800", "documents": ["a"]}', "query"),
+    (b'{"query": "q", "documents": ["a", "\\udfff"]}', "documents[1]"),
+    (b'{"query": "q", "documents": [{"text": "\\udfff"}]}', "documents[0]"),
+])
+def test_lone_surrogates_are_400(http, content, field):
+    error = error_of(http.post("/v1/rerank", content=content, headers={"content-type": "application/json"}), 400)
+    assert error["field"] == field
+
+
+def test_huge_top_n_is_clamped(http, stub):
+    reply = http.post("/v1/rerank", json={"query": QUERY, "documents": DOCS, "top_n": 2**40})
+    assert reply.status_code == 200, reply.text
+    assert len(reply.json()["results"]) == len(DOCS)
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe{}", b"[1, 2]", b"", b"[" * 5000 + b"]" * 5000])
 def test_malformed_body_is_400(http, content):
     error = error_of(http.post("/v2/rerank", content=content, headers={"content-type": "application/json"}), 400)
     assert error["field"] == "body"
