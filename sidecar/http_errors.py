@@ -63,7 +63,9 @@ def to_http(exc: BaseException) -> HttpError:
     if isinstance(exc, LimitExceeded):
         # The queue being full is the server's load (retry later, or elsewhere); any other limit is
         # the request's size and fails the same way every time.
-        if getattr(exc, "reason", None) == "OVERLOADED":
+        # errors.Overloaded (reason OVERLOADED) on the typed-reasons branch; a bare LimitExceeded,
+        # whatever its inherited reason, stays a size error.
+        if type(exc) is not LimitExceeded and getattr(exc, "reason", None) == "OVERLOADED":
             return HttpError(429, "overloaded", str(exc), retry_after=RETRY_AFTER_SECONDS,
                              grpc_code="RESOURCE_EXHAUSTED")
         return HttpError(413, "request_too_large", str(exc), grpc_code="RESOURCE_EXHAUSTED")

@@ -195,21 +195,25 @@ def test_no_document_text_in_logs(http, sidecar):
 
 @pytest.mark.skipif(not hasattr(errors, "Overloaded"), reason="needs the typed Overloaded error (typed-reasons branch)")
 def test_queue_full_is_429_with_retry_after(tiny_cross_encoder):
+    # A queue of 4 sequences and batches that wait 1 s for more work: the first request of 4
+    # documents fills the queue, the ones arriving within that second find it full.
     with sidecar_process({"ce": tiny_cross_encoder}, http_port=0,
-                         extra_args=["--max-queue-pairs", "4", "--max-documents", "4"]) as proc:
-        proc.pause()  # nothing is computed: the first request stays queued
-        first = threading.Thread(target=lambda: httpx.post(proc.http_url + "/v1/rerank", timeout=30,
-                                                           json={"query": QUERY, "documents": DOCS[:4]}))
-        try:
-            first.start()
-            time.sleep(0.5)
-        finally:
-            proc.resume()
-        reply = httpx.post(proc.http_url + "/v1/rerank", json={"query": QUERY, "documents": DOCS[:4]}, timeout=30)
-        first.join()
-        if reply.status_code == 200:
-            pytest.skip("the first request finished before the second arrived")
-        assert error_of(reply, 429)["type"] == "overloaded" and int(reply.headers["retry-after"]) >= 1
+                         extra_args=["--max-queue-pairs", "4", "--max-wait-ms", "1000"]) as proc:
+        replies: list[httpx.Response] = []
+
+        def send() -> None:
+            replies.append(httpx.post(proc.http_url + "/v1/rerank", json={"query": QUERY, "documents": DOCS[:4]},
+                                      timeout=30))
+
+        threads = [threading.Thread(target=send) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        statuses = sorted(r.status_code for r in replies)
+        assert 200 in statuses and 429 in statuses, statuses
+        refused = next(r for r in replies if r.status_code == 429)
+        assert error_of(refused, 429)["type"] == "overloaded" and int(refused.headers["retry-after"]) >= 1
 
 
 def test_loading_is_503_and_agrees_with_grpc_health(tiny_cross_encoder):
