@@ -29,7 +29,8 @@ from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
 from rescore_sidecar.sidecar import metrics
 from rescore_sidecar.sidecar.config import SidecarConfig
 from rescore_sidecar.sidecar.errors import NotReady
-from rescore_sidecar.sidecar.http_errors import FieldError, HttpError, RequestTooLarge, to_http
+from rescore_sidecar.sidecar.errors import RequestTooLarge
+from rescore_sidecar.sidecar.http_errors import FieldError, HttpError, to_http
 from rescore_sidecar.sidecar.service import RerankService
 
 log = logging.getLogger("sidecar.http")

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 
 from rescore_sidecar.sidecar.errors import (DeadlineTooShort, InvalidRequest, LimitExceeded, ModelNotFound,
-                                            NotReady, RescoreError)
+                                            NotReady, Overloaded, RescoreError)
 
 log = logging.getLogger(__name__)
 
@@ -23,16 +23,6 @@ class FieldError(InvalidRequest):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
-
-
-class RequestTooLarge(LimitExceeded):
-    """Over a size limit the HTTP layer checks itself (body bytes, truncate=false): always 413.
-
-    Same reason as errors.RequestTooLarge on the typed-reasons branch; once both are merged this
-    can become an import of that class.
-    """
-
-    reason = "REQUEST_TOO_LARGE"
 
 
 @dataclass(frozen=True)
@@ -63,9 +53,7 @@ def to_http(exc: BaseException) -> HttpError:
     if isinstance(exc, LimitExceeded):
         # The queue being full is the server's load (retry later, or elsewhere); any other limit is
         # the request's size and fails the same way every time.
-        # errors.Overloaded (reason OVERLOADED) on the typed-reasons branch; a bare LimitExceeded,
-        # whatever its inherited reason, stays a size error.
-        if type(exc) is not LimitExceeded and getattr(exc, "reason", None) == "OVERLOADED":
+        if isinstance(exc, Overloaded):
             return HttpError(429, "overloaded", str(exc), retry_after=RETRY_AFTER_SECONDS,
                              grpc_code="RESOURCE_EXHAUSTED")
         return HttpError(413, "request_too_large", str(exc), grpc_code="RESOURCE_EXHAUSTED")

@@ -22,8 +22,10 @@ from grpc_reflection.v1alpha import reflection
 from pydantic import ValidationError
 
 from rescore_sidecar.sidecar import metrics
-from rescore_sidecar.sidecar.backend import Backend, load_backend
+from rescore_sidecar.sidecar import settings
+from rescore_sidecar.sidecar.backends import Backend, load_backend
 from rescore_sidecar.sidecar.batching import BatchLimits, ModelQueue
+from rescore_sidecar.sidecar.cache import ScoreCache
 from rescore_sidecar.sidecar.config import SidecarConfig, load_config
 from rescore_sidecar.sidecar.errors import NotReady, InvalidRequest, to_status
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
@@ -71,15 +73,16 @@ class GrpcTransport:
             self._count(model, grpc.StatusCode.CANCELLED, started)
             raise
         except Exception as exc:  # noqa: BLE001 - every error becomes a status
-            code, message = to_status(exc)
-            self._count(model, code, started)
-            await context.abort(code, message)
+            status = to_status(exc)
+            self._count(model, status.code, started)
+            await context.abort(status.code, status.message, status.trailing_metadata())
         finally:
             metrics.IN_FLIGHT.dec()
 
     async def list_models(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
         if self.service is None:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "models are still loading (not SERVING yet)")
+            status = to_status(NotReady("models are still loading (not SERVING yet)"))
+            await context.abort(status.code, status.message, status.trailing_metadata())
         return self.service.list_models()
 
     @staticmethod
@@ -179,7 +182,8 @@ class Sidecar:
         default = cfg.default_model or next(iter(backends))
         if default not in backends:
             raise ValueError(f"default_model {default!r} is not among the served models {sorted(backends)}")
-        self.service = RerankService(cfg, backends, self._queues, tokenize_pool, default)
+        cache = ScoreCache(int(cfg.cache_bytes)) if cfg.cache_bytes else None
+        self.service = RerankService(cfg, backends, self._queues, tokenize_pool, default, cache)
         transport.service = self.service
         if self._http_runner is not None:
             http_transport.service = self.service
@@ -194,7 +198,8 @@ class Sidecar:
         backends: dict[str, Backend] = {}
         for spec in self.config.model_specs():
             backend = load_backend(spec, device=self.config.device, dtype=self.config.dtype,
-                                   default_query_tokens=self.config.max_query_tokens)
+                                   default_query_tokens=self.config.max_query_tokens,
+                                   cache_dir=self.config.model_cache_dir, threads=self.config.torch_threads)
             if backend.name in backends:
                 raise ValueError(f"two models are named {backend.name!r}; give them distinct NAME= prefixes")
             warm_up(backend)
@@ -255,16 +260,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="YAML file with settings (env RESCORE_CONFIG)")
     parser.add_argument("--model", dest="models", action="append", metavar="[NAME=]SOURCE",
                         help="hub id or local path; repeat to serve several; the first is the default")
-    for name, field in SidecarConfig.model_fields.items():
-        if name == "models":
-            continue
-        flag = "--" + name.replace("_", "-")
-        if field.annotation is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=field.description)
-        else:
-            default = field.default if field.default_factory is None else field.default_factory()
-            parser.add_argument(flag, dest=name, metavar=name.upper(),
-                                help=f"{field.description or ''} (default: {default!r})".strip())
+    settings.add_flags(parser, SidecarConfig, skip=("models",))
     return parser
 
 

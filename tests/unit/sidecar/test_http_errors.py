@@ -6,7 +6,8 @@ import asyncio
 import pytest
 
 from rescore_sidecar.sidecar import errors
-from rescore_sidecar.sidecar.http_errors import FieldError, RequestTooLarge, to_http
+from rescore_sidecar.sidecar.errors import RequestTooLarge
+from rescore_sidecar.sidecar.http_errors import FieldError, to_http
 
 
 @pytest.mark.parametrize("exc, status, kind", [
