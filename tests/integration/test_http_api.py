@@ -201,11 +201,11 @@ def test_queue_full_is_429_with_retry_after(tiny_cross_encoder):
                          extra_args=["--max-queue-pairs", "4", "--max-wait-ms", "1000"]) as proc:
         replies: list[httpx.Response] = []
 
-        def send() -> None:
-            replies.append(httpx.post(proc.http_url + "/v1/rerank", json={"query": QUERY, "documents": DOCS[:4]},
-                                      timeout=30))
+        def send(i: int) -> None:  # distinct pairs: the score cache queues an identical sequence only once
+            replies.append(httpx.post(proc.http_url + "/v1/rerank", timeout=30,
+                                      json={"query": f"{QUERY} {i}", "documents": DOCS[:4]}))
 
-        threads = [threading.Thread(target=send) for _ in range(4)]
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:
