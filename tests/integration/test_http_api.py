@@ -193,7 +193,6 @@ def test_no_document_text_in_logs(http, sidecar):
     assert secret not in log and "qqq-unique-query" not in log
 
 
-@pytest.mark.skipif(not hasattr(errors, "Overloaded"), reason="needs the typed Overloaded error (typed-reasons branch)")
 def test_queue_full_is_429_with_retry_after(tiny_cross_encoder):
     # A queue of 4 sequences and batches that wait 1 s for more work: the first request of 4
     # documents fills the queue, the ones arriving within that second find it full.
