@@ -17,7 +17,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2_grpc
-from rescore_sidecar.sidecar import errors
 from rescore_sidecar.tools.sidecar_process import SidecarProcess, sidecar_process
 from tests.support.pki import write_pki
 
