@@ -23,7 +23,7 @@ import numpy as np
 
 from rescore_sidecar.sidecar import metrics
 from rescore_sidecar.sidecar.backend import Backend, TokenizedSequence
-from rescore_sidecar.sidecar.errors import LimitExceeded
+from rescore_sidecar.sidecar.errors import Overloaded, RequestTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -132,17 +132,17 @@ class ModelQueue:
                 pass
 
     def admit(self, count: int) -> None:
-        """Raises LimitExceeded unless the queue can take `count` more sequences now."""
+        """Raises RequestTooLarge or Overloaded unless the queue can take `count` more sequences now."""
         if count > self.limits.max_queue_pairs:  # could never fit: not a transient overload
-            raise LimitExceeded(f"request needs {count} sequences on model {self.backend.name!r}; "
-                                f"the limit is {self.limits.max_queue_pairs} (max_queue_pairs)")
+            raise RequestTooLarge(f"request needs {count} sequences on model {self.backend.name!r}; "
+                                  f"the limit is {self.limits.max_queue_pairs} (max_queue_pairs)")
         if len(self._pending) + count > self.limits.max_queue_pairs:
-            raise LimitExceeded(
+            raise Overloaded(
                 f"model {self.backend.name!r} has {len(self._pending)} sequences queued; "
                 f"{count} more would pass the limit of {self.limits.max_queue_pairs}, retry later")
 
     def submit(self, job: Job) -> None:
-        """Queues every sequence of `job`; raises LimitExceeded when the queue is full."""
+        """Queues every sequence of `job`; raises as `admit` when the queue cannot take it."""
         self.admit(len(job.sequences))
         for slot in range(len(job.sequences)):
             item = _Item(job, slot)

@@ -18,7 +18,7 @@ from rescore_sidecar.sidecar.backend import BI_ENCODER, CROSS_ENCODER, Backend
 from rescore_sidecar.sidecar.batching import Job, ModelQueue
 from rescore_sidecar.sidecar.cache import ScoreCache, keys as cache_keys, model_namespace
 from rescore_sidecar.sidecar.config import SidecarConfig
-from rescore_sidecar.sidecar.errors import DeadlineTooShort, NotReady, InvalidRequest, LimitExceeded, ModelNotFound
+from rescore_sidecar.sidecar.errors import DeadlineTooShort, NotReady, InvalidRequest, ModelNotFound, RequestTooLarge
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
 from rescore_sidecar.sidecar.tokenize import TokenizedRequest, tokenize_request
 
@@ -79,10 +79,10 @@ class RerankService:
         if not request.documents:
             raise InvalidRequest("no documents to rerank")
         if len(request.documents) > cfg.max_documents:
-            raise LimitExceeded(f"{len(request.documents)} documents in one request; the limit is {cfg.max_documents}")
+            raise RequestTooLarge(f"{len(request.documents)} documents in one request; the limit is {cfg.max_documents}")
         size = request.ByteSize()
         if size > cfg.max_request_bytes:
-            raise LimitExceeded(f"request is {size} bytes; the limit is {cfg.max_request_bytes}")
+            raise RequestTooLarge(f"request is {size} bytes; the limit is {cfg.max_request_bytes}")
         if request.score_mode not in _SCORE_MODES:
             raise InvalidRequest(f"unknown score_mode {request.score_mode}")
         name = request.model or self.default_model
