@@ -370,8 +370,10 @@ async def flood(address: str, stop: asyncio.Event, concurrency: int = 16, docs: 
             nonlocal made
             while not stop.is_set():
                 made += 1
+                # A new query each call: identical requests would be answered by the score cache.
+                call = rescore_pb2.RerankRequest(query=f"{request.query} {made}", documents=request.documents)
                 with contextlib.suppress(grpc.RpcError):
-                    await stub.Rerank(request, timeout=2.0)
+                    await stub.Rerank(call, timeout=2.0)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return made
