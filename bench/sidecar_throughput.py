@@ -175,7 +175,8 @@ def main() -> int:
                 Baseline(model_dir, args.baseline_batch, args.device, args.baseline_dtype)}
         for dtype in args.dtypes:
             proc = SidecarProcess({"bench": model_dir},
-                                  extra_args=["--device", args.device, "--dtype", dtype, *args.sidecar_args.split()])
+                                  extra_args=["--device", args.device, "--dtype", dtype, "--cache-bytes", "0",  # model throughput: rounds repeat requests
+                                              *args.sidecar_args.split()])
             proc.start(timeout=600)
             stack.callback(proc.close)
             systems[("rescore-sidecar", dtype, args.clients)] = SidecarClients(proc.address, args.clients)

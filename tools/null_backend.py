@@ -62,8 +62,9 @@ class NullModel:
         return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-def load_null_model(spec, *, device: str = "auto", dtype: str = "auto", default_query_tokens: int = 64) -> NullModel:
-    """Same signature as the real loader: reads only tokenizer.json and config.json of `spec.source`."""
+def load_null_model(spec, *, default_query_tokens: int = 64, **_runtime_options) -> NullModel:
+    """Called like the real loader (device, dtype, ... are ignored): reads only tokenizer.json and
+    config.json of `spec.source`."""
     from tokenizers import Tokenizer
 
     source = pathlib.Path(spec.source)
