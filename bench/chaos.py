@@ -516,11 +516,9 @@ class Chaos:
         breaker_changes = {"connector": diff_counts(local_before, breaker_counts_local()),
                            "proxy": diff_counts({}, breaker_counts_proxy(proxy))}
         if s.connector == "sync":
-            wrapper.rescorer.sidecar.close()
-            wrapper.client.close()
+            wrapper.close()
         else:
-            await wrapper.rescorer.close()
-            await wrapper.client.close()
+            await wrapper.close()
         await http.aclose()
         proxy.close()
         for path in ("connector", "proxy"):

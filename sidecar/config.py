@@ -10,9 +10,10 @@ from __future__ import annotations
 import pathlib
 from typing import Annotated, Any, Literal, Mapping
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from rescore_sidecar.sidecar import settings
 
 ModelKindName = Literal["auto", "cross-encoder", "bi-encoder"]
 BackendName = Literal["auto", "torch", "openvino"]
@@ -92,6 +93,7 @@ class SidecarConfig(BaseSettings):
     default_model: str = Field("", description="name of the default model (default: the first)")
     host: str = "0.0.0.0"
     port: int = Field(50051, ge=0, le=65535)
+    http_port: int = Field(0, ge=0, le=65535, description="HTTP rerank API port (Cohere/Jina/TEI shapes, on host); 0 = off")
     metrics_port: int = Field(9400, ge=0, le=65535, description="Prometheus /metrics port; 0 = off")
     metrics_host: str = "0.0.0.0"
     device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
@@ -110,6 +112,9 @@ class SidecarConfig(BaseSettings):
     torch_threads: int = Field(0, ge=0, description="intra-op CPU threads (torch and openvino); 0 = the runtime's default")
     model_cache_dir: str = Field("", description="where exported/quantized model artefacts are cached; "
                                                  "empty = next to a writable local model, else ~/.cache/rescore-sidecar/models")
+    cache_bytes: ByteSize = Field(ByteSize(256 * 1024 * 1024), ge=0, description=(
+        "score cache size (bytes, or with a unit: 512MiB, 2GB); 0 = off. Remembers model outputs by exact "
+        "input tokens: repeated pairs and seen bi-encoder documents cost no forward pass"))
     tls_cert_file: str = Field("", description="PEM certificate chain; with tls_key_file turns on TLS")
     tls_key_file: str = Field("", description="PEM private key of tls_cert_file")
     tls_client_ca_file: str = Field("", description="PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)")
@@ -161,16 +166,7 @@ class SidecarConfig(BaseSettings):
 def load_config(cli_values: Mapping[str, Any] | None = None,
                 config_file: str | pathlib.Path | None = None) -> SidecarConfig:
     """Builds the config with precedence defaults < file < environment < CLI."""
-    file_values: dict[str, Any] = {}
-    if config_file:
-        path = pathlib.Path(config_file)
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"cannot read config file {path}: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ValueError(f"config file {path} must hold a mapping, not {type(loaded).__name__}")
-        file_values = loaded
+    file_values = settings.read_yaml(config_file) if config_file else {}
     from_env = SidecarConfig()
     env_values = {key: getattr(from_env, key) for key in from_env.model_fields_set}
     return SidecarConfig(**{**file_values, **env_values, **(cli_values or {})})

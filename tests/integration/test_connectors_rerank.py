@@ -65,8 +65,7 @@ def _run(node, mode: str, config: ConnectorConfig, calls):
         try:
             return [dict(getattr(client, m)(**kw)) for m, kw in calls]
         finally:
-            client.rescorer.sidecar.close()
-            client.client.close()
+            client.close()
 
     async def go():
         client = _wrap(node, mode, config)
@@ -235,7 +234,7 @@ def test_breaker_opens_and_closes_after_sidecar_returns(indexed, tiny_cross_enco
         now[0] += 30.0
         out = client.search(index=INDEX, body={"query": QUERY})  # the half-open probe reaches the sidecar
         assert out["_rescore"]["reranked"] is True
-        assert rescorer.sidecar.targets.breakers[proc.address].state == "closed"
+        assert rescorer.sidecar.endpoints.breakers[proc.address].state == "closed"
         assert client.search(index=INDEX, body={"query": QUERY})["_rescore"]["reranked"] is True
     finally:
         rescorer.sidecar.close()
