@@ -5,7 +5,7 @@ queries, on a cross-encoder of the MiniLM-L6-H384 shape (cross-encoder/ms-marco-
 random weights, since no model hub is reachable; speed does not depend on the weights).
 
     make bench                                    # = .venv/bin/python bench/sidecar_throughput.py (CPU)
-    .venv/bin/python bench/sidecar_throughput.py --device cuda --arch xlmr-large --dtypes bfloat16 \\
+    .venv/bin/python bench/sidecar_throughput.py --device cuda --arch xlmr-large --configs torch:bf16 \\
         --baseline-dtype bfloat16 --doc-tokens 480 510          # GPU, bge-reranker-v2-m3 shape, ~512-token pairs
 
 Rows: the baseline (CrossEncoder.predict(batch_size=32), one request at a time, in this
@@ -35,7 +35,8 @@ from rescore_sidecar.proto.rescore.v1 import rescore_pb2_grpc  # noqa: E402
 from rescore_sidecar.tools.seeded_models import build_model  # noqa: E402
 from rescore_sidecar.tools.sidecar_process import SidecarProcess  # noqa: E402
 
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cranfield"
+DEFAULT_DATA = next((p for p in (ROOT.parent / "shared" / "data" / "cranfield", pathlib.Path("/work/shared/data/cranfield"))
+                     if p.is_dir()), ROOT.parent / "shared" / "data" / "cranfield")
 
 
 def cranfield_texts(data_dir: pathlib.Path) -> tuple[list[str], list[str]]:
@@ -143,7 +144,9 @@ def main() -> int:
     parser.add_argument("--data", type=pathlib.Path, default=DEFAULT_DATA)
     parser.add_argument("--arch", default="minilm-l6-h384")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], help="sidecar dtypes to measure")
+    parser.add_argument("--configs", nargs="+",
+                        default=["torch:fp32", "torch:bf16", "openvino:fp32", "openvino:bf16", "openvino:int8"],
+                        help="sidecar backend:precision configurations to measure (one process each)")
     parser.add_argument("--baseline-dtype", default="float32")
     parser.add_argument("--requests", type=int, default=8, help="requests per system per round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; systems take turns within a round")
@@ -173,13 +176,17 @@ def main() -> int:
         systems: dict[tuple[str, str, int], object] = {
             (f"CrossEncoder.predict(batch_size={args.baseline_batch})", args.baseline_dtype, 1):
                 Baseline(model_dir, args.baseline_batch, args.device, args.baseline_dtype)}
-        for dtype in args.dtypes:
-            proc = SidecarProcess({"bench": model_dir},
-                                  extra_args=["--device", args.device, "--dtype", dtype, "--cache-bytes", "0",  # model throughput: rounds repeat requests
-                                              *args.sidecar_args.split()])
+        artefacts = pathlib.Path(tmp) / "artefacts"
+        for config in args.configs:
+            backend, _, precision = config.partition(":")
+            # Score cache off: throughput on distinct pairs (rounds repeat the same requests).
+            proc = SidecarProcess({"bench": f"{model_dir},backend={backend},precision={precision}"},
+                                  extra_args=["--device", args.device, "--cache-bytes", "0",
+                                              "--model-cache-dir", str(artefacts), *args.sidecar_args.split()])
             proc.start(timeout=600)
             stack.callback(proc.close)
-            systems[("rescore-sidecar", dtype, args.clients)] = SidecarClients(proc.address, args.clients)
+            systems[(f"rescore-sidecar {backend}", precision, args.clients)] = SidecarClients(proc.address, args.clients)
+            systems[(f"rescore-sidecar {backend}", precision, 1)] = SidecarClients(proc.address, 1)
         for system in systems.values():  # warm-up
             system.run(requests[:1])
 

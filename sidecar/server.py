@@ -197,9 +197,11 @@ class Sidecar:
             torch.set_num_threads(self.config.torch_threads)
         backends: dict[str, Backend] = {}
         for spec in self.config.model_specs():
+            # Only settings that are set, so loaders without these keywords (tools/null_backend.py) still fit.
+            runtime_kwargs = {key: value for key, value in (("cache_dir", self.config.model_cache_dir),
+                                                            ("threads", self.config.torch_threads)) if value}
             backend = load_backend(spec, device=self.config.device, dtype=self.config.dtype,
-                                   default_query_tokens=self.config.max_query_tokens,
-                                   cache_dir=self.config.model_cache_dir, threads=self.config.torch_threads)
+                                   default_query_tokens=self.config.max_query_tokens, **runtime_kwargs)
             if backend.name in backends:
                 raise ValueError(f"two models are named {backend.name!r}; give them distinct NAME= prefixes")
             warm_up(backend)

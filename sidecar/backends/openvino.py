@@ -117,7 +117,11 @@ def prepare(backend: Backend, spec: ModelSpec, hub_kwargs: Mapping[str, Any], *,
             "precision": backend.precision, "calibration_file": spec.calibration_file,
             "openvino": ov.__version__}, indent=1))
         shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
+        try:
+            os.replace(staging, target)
+        except OSError:
+            if not (target / "model.xml").is_file():  # else another process just put the same model there
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target / "model.xml"

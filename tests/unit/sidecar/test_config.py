@@ -64,3 +64,20 @@ def test_every_setting_is_documented():
     missing = [name for name in SidecarConfig.model_fields
                if f"| `{name}`" not in doc or f"`RESCORE_{name.upper()}`" not in doc]
     assert not missing, f"settings missing from docs/sidecar.md: {missing}"
+
+
+def test_model_options_after_the_source():
+    spec = ModelSpec.parse("rr=BAAI/bge-reranker-v2-m3,backend=openvino,precision=int8")
+    assert (spec.name, spec.source, spec.backend, spec.precision) == ("rr", "BAAI/bge-reranker-v2-m3", "openvino", "int8")
+    assert ModelSpec.parse("/m,calibration_file=/c.tsv,kind=bi-encoder").calibration_file == "/c.tsv"
+    with pytest.raises(ValueError, match="backend, precision"):
+        ModelSpec.parse("/m,speed=fast")
+    with pytest.raises(ValueError):
+        ModelSpec.parse("/m,precision=int4")
+
+
+def test_environment_models_keep_their_options(monkeypatch):
+    monkeypatch.setenv("RESCORE_MODELS", "a=/x,backend=torch,precision=bf16, b=org/model,precision=int8")
+    a, b = load_config().models
+    assert (a.name, a.backend, a.precision) == ("a", "torch", "bf16")
+    assert (b.name, b.source, b.backend, b.precision) == ("b", "org/model", "auto", "int8")
