@@ -363,7 +363,9 @@ def test_gpu_values_on_a_machine_without_gpu(docker, images, helm, containers):
     assert "device 'cuda' requested but CUDA is not available" in text
 
     ports = sidecar_ports()
-    manifests = render(helm, ["values-gpu.yaml"], {**ports, "sidecar.device": "auto"}, {"model.models": []})
+    # auto needs dtype auto too: the profile's float16 does not exist on CPU (a clear error as well).
+    manifests = render(helm, ["values-gpu.yaml"], {**ports, "sidecar.device": "auto", "sidecar.dtype": "auto"},
+                       {"model.models": []})
     dep = deployment(manifests)
     c = dep["spec"]["template"]["spec"]["containers"][0]
     name = containers(manifests, dep, images["gpu"])
