@@ -11,7 +11,7 @@ import pathlib
 from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 
 from rescore_sidecar.sidecar import settings
 
@@ -167,6 +167,7 @@ def load_config(cli_values: Mapping[str, Any] | None = None,
                 config_file: str | pathlib.Path | None = None) -> SidecarConfig:
     """Builds the config with precedence defaults < file < environment < CLI."""
     file_values = settings.read_yaml(config_file) if config_file else {}
-    from_env = SidecarConfig()
-    env_values = {key: getattr(from_env, key) for key in from_env.model_fields_set}
+    # Raw environment values, checked once with the rest: a bad variable that a flag overrides
+    # is not an error (SidecarConfig() from the environment alone would have refused it).
+    env_values = EnvSettingsSource(SidecarConfig)()
     return SidecarConfig(**{**file_values, **env_values, **(cli_values or {})})

@@ -316,7 +316,9 @@ def _install_modules(engine: str, version: str, home: pathlib.Path, *, quiet: bo
         module = OPENSEARCH_MODULES[name]
         jars = _module_jars(module.artifact, version, provided, quiet=quiet)
         (home / "modules").mkdir(exist_ok=True)
-        staging = pathlib.Path(tempfile.mkdtemp(dir=home / "modules", prefix=f".{name}."))
+        # Assembled beside the install, not inside modules/: a node starting meanwhile must not
+        # find a half-built folder there.
+        staging = pathlib.Path(tempfile.mkdtemp(dir=home.parent, prefix=f".{name}.module."))
         try:
             for jar in jars:
                 shutil.copyfile(jar, staging / jar.name)
