@@ -66,6 +66,14 @@ def models_env(specs: Sequence[BakeSpec], dest: pathlib.Path) -> str:
     return ",".join(f"{s.name}={dest / s.name}" for s in specs)
 
 
+def make_readable(root: pathlib.Path) -> None:
+    """a+r on files, a+rx on folders: the image runs as a non-root user, and a checkpoint saved
+    with a private umask (safetensors writes 0600) would otherwise not load."""
+    for path in (root, *root.rglob("*")):
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | (0o555 if path.is_dir() else 0o444))
+
+
 def _token() -> str | None:
     secret = pathlib.Path("/run/secrets/hf_token")
     if secret.is_file():
@@ -101,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         snapshot_download(repo_id=spec.repo_id, revision=spec.revision, local_dir=dest / spec.name,
                           token=_token(), ignore_patterns=_SKIP_PATTERNS)
     (dest / "models.env").write_text(models_env(specs, dest) + "\n")
+    make_readable(dest)
     return 0
 
 

@@ -155,11 +155,13 @@ def test_bake_models_copies_local_folders(tmp_path):
     (tmp_path / "src/ft").mkdir(parents=True)
     (tmp_path / "src/ft/config.json").write_text("{}")
     (tmp_path / "src/ft/model.safetensors").write_bytes(b"weights")
+    (tmp_path / "src/ft/model.safetensors").chmod(0o600)  # as safetensors saves it
     [spec] = bake.parse_specs("./ft")
     assert (spec.name, spec.local) == ("ft", True)
     dest = tmp_path / "models"
     assert bake.main(["mine=./ft", str(dest), str(tmp_path / "src")]) == 0
     assert (dest / "mine/model.safetensors").read_bytes() == b"weights"
+    assert (dest / "mine/model.safetensors").stat().st_mode & 0o777 == 0o644  # the non-root user reads it
     assert (dest / "models.env").read_text() == f"mine={dest}/mine\n"
     # A folder that is missing (or not a model) is a clear error, not an empty bake.
     assert bake.main(["./nope", str(tmp_path / "other"), str(tmp_path / "src")]) == 2
