@@ -3,8 +3,9 @@
 Starts one real sidecar (tiny seeded cross-encoder, or `--model DIR`) with both ports, then for a
 20-document and a 100-document request and for 1 and 4 concurrent keep-alive clients runs rounds
 that alternate gRPC (grpc.aio, one channel per client) and HTTP (`POST /v1/rerank`, aiohttp, one
-session per client), so both sides see the same machine load. The model's compute is in both
-sides; "added" is what the HTTP transport (JSON, aiohttp) costs over gRPC (protobuf, grpc.aio).
+session per client), so both sides see the same machine load. The score cache is off
+(`--cache-bytes 0`), so every request is computed on both sides; "added" is what the HTTP
+transport (JSON, aiohttp) costs over gRPC (protobuf, grpc.aio).
 
     .venv/bin/python bench/http_vs_grpc.py [--requests 400] [--rounds 8] [--model DIR]
 """
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or str(build_model(os.path.join(tmp, "tiny"), arch="tiny"))
-        with sidecar_process({"bench": model}, http_port=0, extra_args=["--max-documents", "1000"]) as side:
+        with sidecar_process({"bench": model}, http_port=0,
+                             extra_args=["--max-documents", "1000", "--cache-bytes", "0"]) as side:
             for n_docs in (int(x) for x in args.docs.split(",")):
                 for clients in (int(x) for x in args.clients.split(",")):
                     got = asyncio.run(measure(side.address, side.http_url, n_docs, clients, args.requests,

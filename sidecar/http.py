@@ -48,6 +48,8 @@ def _parse_body(raw: bytes) -> dict[str, Any]:
         body = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise FieldError("body", f"not valid UTF-8 JSON ({exc})") from exc
+    except RecursionError:
+        raise FieldError("body", "is nested too deeply") from None
     if not isinstance(body, dict):
         raise FieldError("body", f"must be a JSON object, not {type(body).__name__}")
     return body
@@ -70,6 +72,15 @@ def _kind_name(kinds: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
+def _unicode(field: str, text: str) -> str:
+    """JSON allows lone surrogates (\\ud800) that no UTF-8 string, so no protobuf string, can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FieldError(field, "is not valid Unicode (a lone surrogate escape)") from None
+    return text
+
+
 def _texts(body: dict[str, Any], name: str) -> list[str]:
     """`documents` / `texts`: strings, or objects with a `text` string (Cohere v1, Jina)."""
     if name not in body or body[name] is None:
@@ -85,7 +96,7 @@ def _texts(body: dict[str, Any], name: str) -> list[str]:
                 raise FieldError(f"{name}[{i}].text", "must be a string")
         elif not isinstance(item, str):
             raise FieldError(f"{name}[{i}]", f"must be a string or {{\"text\": string}}, not {type(item).__name__}")
-        texts.append(item)
+        texts.append(_unicode(f"{name}[{i}]", item))
     return texts
 
 
@@ -95,7 +106,7 @@ def _query(body: dict[str, Any]) -> str:
         raise FieldError("query", "is required")
     if not query.strip():
         raise FieldError("query", "is empty")
-    return query
+    return _unicode("query", query)
 
 
 def _timeout(request: web.Request, body: dict[str, Any]) -> float | None:
@@ -109,7 +120,10 @@ def _timeout(request: web.Request, body: dict[str, Any]) -> float | None:
             raise FieldError(f"header {TIMEOUT_HEADER}", f"must be a number of milliseconds, not {header!r}") from None
     field = _get(body, "timeout_ms", (int, float))
     if field is not None:
-        limits.append(float(field))
+        try:
+            limits.append(float(field))
+        except OverflowError:
+            raise FieldError("timeout_ms", "is too large") from None
     for value in limits:
         if not math.isfinite(value) or value <= 0:
             raise FieldError("timeout_ms", f"must be a positive number of milliseconds, not {value}")
@@ -236,9 +250,11 @@ def _dumps(value: Any) -> str:
 
 
 def _common(body: dict[str, Any], texts: list[str], raw: bool, top_n: int | None) -> pb.RerankRequest:
-    model = _get(body, "model", str, "")
+    model = _unicode("model", _get(body, "model", str, ""))
     if top_n is not None and top_n < 1:
         raise FieldError("top_n", f"must be at least 1, not {top_n}")
+    if top_n is not None:
+        top_n = min(top_n, len(texts))  # Cohere's rule; also keeps it inside protobuf's int32
     return pb.RerankRequest(
         query=_query(body), documents=[pb.Document(text=text) for text in texts], model=model,
         top_n=top_n or 0, score_mode=pb.SCORE_MODE_RAW if raw else pb.SCORE_MODE_NORMALIZED)

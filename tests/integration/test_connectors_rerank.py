@@ -199,8 +199,9 @@ def test_fallback_when_sidecar_is_overloaded(indexed, tiny_cross_encoder):
     extra = ["--max-queue-pairs", "41", "--max-wait-ms", "3000", "--max-batch-pairs", "1000",
              "--max-batch-tokens", "1000000"]
     with sidecar_process({"tiny": tiny_cross_encoder}, extra_args=extra) as small:
-        # Distinct texts: with the score cache on, identical ones would be computed (queued) once.
-        filler = rescore_pb2.RerankRequest(query="q", documents=[rescore_pb2.Document(text=f"x {i}") for i in range(40)])
+        # 40 distinct documents: identical ones would be queued once (the score cache computes a
+        # sequence once however many requests ask for it).
+        filler = rescore_pb2.RerankRequest(query="q", documents=[rescore_pb2.Document(text=f"x{i}") for i in range(40)])
         with grpc.insecure_channel(small.address) as channel:
             pending = rescore_pb2_grpc.RerankerStub(channel).Rerank.future(filler, timeout=30)
             deadline = time.monotonic() + 10

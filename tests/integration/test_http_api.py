@@ -17,7 +17,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2_grpc
-from rescore_sidecar.sidecar import errors
 from rescore_sidecar.tools.sidecar_process import SidecarProcess, sidecar_process
 from tests.support.pki import write_pki
 
@@ -136,6 +135,7 @@ def error_of(reply: httpx.Response, status: int) -> dict:
     ({"query": QUERY, "documents": DOCS, "top_n": "3"}, "top_n"),
     ({"query": QUERY, "documents": DOCS, "return_documents": "yes"}, "return_documents"),
     ({"query": QUERY, "documents": DOCS, "timeout_ms": -1}, "timeout_ms"),
+    ({"query": QUERY, "documents": DOCS, "timeout_ms": 10**400}, "timeout_ms"),
     ({"query": QUERY, "documents": DOCS, "model": 5}, "model"),
 ])
 def test_bad_input_is_400_naming_the_field(http, body, field):
@@ -143,7 +143,23 @@ def test_bad_input_is_400_naming_the_field(http, body, field):
     assert error["type"] == "invalid_request" and error["field"] == field
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe{}", b"[1, 2]", b""])
+@pytest.mark.parametrize("content, field", [
+    (b'{"query": "\\ud800", "documents": ["a"]}', "query"),
+    (b'{"query": "q", "documents": ["a", "\\udfff"]}', "documents[1]"),
+    (b'{"query": "q", "documents": [{"text": "\\udfff"}]}', "documents[0]"),
+])
+def test_lone_surrogates_are_400(http, content, field):
+    error = error_of(http.post("/v1/rerank", content=content, headers={"content-type": "application/json"}), 400)
+    assert error["field"] == field
+
+
+def test_huge_top_n_is_clamped(http, stub):
+    reply = http.post("/v1/rerank", json={"query": QUERY, "documents": DOCS, "top_n": 2**40})
+    assert reply.status_code == 200, reply.text
+    assert len(reply.json()["results"]) == len(DOCS)
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe{}", b"[1, 2]", b"", b"[" * 5000 + b"]" * 5000])
 def test_malformed_body_is_400(http, content):
     error = error_of(http.post("/v2/rerank", content=content, headers={"content-type": "application/json"}), 400)
     assert error["field"] == "body"
@@ -176,23 +192,26 @@ def test_no_document_text_in_logs(http, sidecar):
     assert secret not in log and "qqq-unique-query" not in log
 
 
-@pytest.mark.skipif(not hasattr(errors, "Overloaded"), reason="needs the typed Overloaded error (typed-reasons branch)")
 def test_queue_full_is_429_with_retry_after(tiny_cross_encoder):
+    # A queue of 4 sequences and batches that wait 1 s for more work: the first request of 4
+    # documents fills the queue, the ones arriving within that second find it full.
     with sidecar_process({"ce": tiny_cross_encoder}, http_port=0,
-                         extra_args=["--max-queue-pairs", "4", "--max-documents", "4"]) as proc:
-        proc.pause()  # nothing is computed: the first request stays queued
-        first = threading.Thread(target=lambda: httpx.post(proc.http_url + "/v1/rerank", timeout=30,
-                                                           json={"query": QUERY, "documents": DOCS[:4]}))
-        try:
-            first.start()
-            time.sleep(0.5)
-        finally:
-            proc.resume()
-        reply = httpx.post(proc.http_url + "/v1/rerank", json={"query": QUERY, "documents": DOCS[:4]}, timeout=30)
-        first.join()
-        if reply.status_code == 200:
-            pytest.skip("the first request finished before the second arrived")
-        assert error_of(reply, 429)["type"] == "overloaded" and int(reply.headers["retry-after"]) >= 1
+                         extra_args=["--max-queue-pairs", "4", "--max-wait-ms", "1000"]) as proc:
+        replies: list[httpx.Response] = []
+
+        def send(i: int) -> None:  # distinct pairs: the score cache queues an identical sequence only once
+            replies.append(httpx.post(proc.http_url + "/v1/rerank", timeout=30,
+                                      json={"query": f"{QUERY} {i}", "documents": DOCS[:4]}))
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        statuses = sorted(r.status_code for r in replies)
+        assert 200 in statuses and 429 in statuses, statuses
+        refused = next(r for r in replies if r.status_code == 429)
+        assert error_of(refused, 429)["type"] == "overloaded" and int(refused.headers["retry-after"]) >= 1
 
 
 def test_loading_is_503_and_agrees_with_grpc_health(tiny_cross_encoder):

@@ -40,7 +40,6 @@ def test_retry_after_on_retryable_errors_only():
     assert to_http(RequestTooLarge("x")).headers() == {}
 
 
-@pytest.mark.skipif(not hasattr(errors, "Overloaded"), reason="needs the typed Overloaded error (typed-reasons branch)")
 def test_queue_full_is_429():
     error = to_http(errors.Overloaded("model 'ce' has 20000 sequences queued"))
     assert (error.status, error.type, error.headers()) == (429, "overloaded", {"Retry-After": "1"})
