@@ -17,13 +17,13 @@ import grpc
 
 from rescore_sidecar.connectors._sidecar.calls import Call, RerankResult, build_request, deadline_for, to_result
 from rescore_sidecar.connectors._sidecar.channels import auth_metadata, channel_credentials, channel_options
-from rescore_sidecar.connectors._sidecar.endpoints import Endpoints, Targets
+from rescore_sidecar.connectors._sidecar.endpoints import Endpoint, Endpoints, Targets
 from rescore_sidecar.connectors._sidecar.errors import (RequestRejected, SidecarOverloaded, SidecarUnavailable,
                                                         from_rpc_error)
 from rescore_sidecar.connectors.config import SidecarClientConfig
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2_grpc
 
-__all__ = ["Endpoints", "RequestRejected", "RerankResult", "SidecarClient", "SidecarOverloaded", "SidecarUnavailable",
+__all__ = ["Endpoint", "Endpoints", "RequestRejected", "RerankResult", "SidecarClient", "SidecarOverloaded", "SidecarUnavailable",
            "Targets", "auth_metadata", "build_request", "channel_credentials", "channel_options", "from_rpc_error",
            "to_result"]
 
@@ -58,13 +58,13 @@ class SidecarClient:
             return self._stubs[address][1]
 
     def _attempt(self, call: Call) -> RerankResult:
-        address = self.endpoints.pick(exclude=call.tried)
-        timeout = call.begin(address)
+        endpoint = self.endpoints.pick(exclude=call.tried)
+        timeout = call.begin(endpoint)
         try:
-            reply = self._stub(address).Rerank(call.request, timeout=timeout, metadata=self._metadata)
+            reply = self._stub(endpoint.address).Rerank(call.request, timeout=timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
-            raise call.failed(self.endpoints, address, exc) from None
-        return call.succeeded(self.endpoints, address, reply)
+            raise call.failed(self.endpoints, endpoint, exc) from None
+        return call.succeeded(self.endpoints, endpoint, reply)
 
     def _run(self, call: Call) -> RerankResult:
         while True:
@@ -90,18 +90,18 @@ class SidecarClient:
             sent = []
             for i in todo:
                 try:
-                    address = self.endpoints.pick(exclude=pending[i].tried)
-                    timeout = pending[i].begin(address)
-                    sent.append((i, address, self._stub(address).Rerank.future(
+                    endpoint = self.endpoints.pick(exclude=pending[i].tried)
+                    timeout = pending[i].begin(endpoint)
+                    sent.append((i, endpoint, self._stub(endpoint.address).Rerank.future(
                         pending[i].request, timeout=timeout, metadata=self._metadata)))
                 except SidecarUnavailable as exc:
                     results[i] = exc
             todo = []
-            for i, address, future in sent:
+            for i, endpoint, future in sent:
                 try:
-                    results[i] = pending[i].succeeded(self.endpoints, address, future.result())
+                    results[i] = pending[i].succeeded(self.endpoints, endpoint, future.result())
                 except grpc.RpcError as exc:
-                    results[i] = failure = pending[i].failed(self.endpoints, address, exc)
+                    results[i] = failure = pending[i].failed(self.endpoints, endpoint, exc)
                     if pending[i].retry_after(failure):
                         todo.append(i)
                 except SidecarUnavailable as exc:
@@ -109,6 +109,8 @@ class SidecarClient:
         return results  # type: ignore[return-value]
 
     def close(self) -> None:
+        if self._transport is not None and hasattr(self._transport, "close"):
+            self._transport.close()
         with self._lock:
             stubs, self._stubs = self._stubs, {}
         for channel, _ in stubs.values():

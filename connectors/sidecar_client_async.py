@@ -46,13 +46,13 @@ class AsyncSidecarClient:
         return self._stubs[key][1]
 
     async def _attempt(self, call: Call) -> RerankResult:
-        address = self.endpoints.pick(exclude=call.tried)
-        timeout = call.begin(address)
+        endpoint = self.endpoints.pick(exclude=call.tried)
+        timeout = call.begin(endpoint)
         try:
-            reply = await self._stub(address).Rerank(call.request, timeout=timeout, metadata=self._metadata)
+            reply = await self._stub(endpoint.address).Rerank(call.request, timeout=timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
-            raise call.failed(self.endpoints, address, exc) from None
-        return call.succeeded(self.endpoints, address, reply)
+            raise call.failed(self.endpoints, endpoint, exc) from None
+        return call.succeeded(self.endpoints, endpoint, reply)
 
     async def _run(self, call: Call) -> RerankResult:
         while True:
@@ -81,6 +81,8 @@ class AsyncSidecarClient:
 
     async def close(self) -> None:
         """Closes the channels this event loop opened (others belong to loops that are gone)."""
+        if self._transport is not None and hasattr(self._transport, "close"):
+            self._transport.close()
         stubs, self._stubs = self._stubs, {}
         loop_id = id(asyncio.get_running_loop())
         for (owner, _), (channel, _) in stubs.items():

@@ -7,7 +7,7 @@ client's own, and responses are the client's own types with a top-level `_rescor
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from rescore_sidecar.connectors.config import ConnectorConfig
 from rescore_sidecar.connectors.rescoring import Rescorer

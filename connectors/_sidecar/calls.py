@@ -4,9 +4,9 @@ The sync and async clients are thin shells that only send: both do
 
     call = Call.start(config, query, texts, model, deadline)
     while True:
-        address = endpoints.pick(exclude=call.tried); timeout = call.begin(address)
-        send (timeout) -> reply: return call.succeeded(endpoints, address, reply)
-                       -> grpc.RpcError e: failure = call.failed(endpoints, address, e)
+        endpoint = endpoints.pick(exclude=call.tried); timeout = call.begin(endpoint)
+        send to endpoint.address (timeout) -> reply: return call.succeeded(endpoints, endpoint, reply)
+                                           -> grpc.RpcError e: failure = call.failed(endpoints, endpoint, e)
         if not call.retry_after(failure): raise failure
 
 so budget, retry and classification cannot drift between them.
@@ -19,7 +19,7 @@ from typing import Sequence
 
 import grpc
 
-from rescore_sidecar.connectors._sidecar.endpoints import Endpoints
+from rescore_sidecar.connectors._sidecar.endpoints import Endpoint, Endpoints
 from rescore_sidecar.connectors._sidecar.errors import SidecarUnavailable, from_rpc_error
 from rescore_sidecar.connectors.config import SidecarClientConfig
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2
@@ -65,7 +65,7 @@ class Call:
     deadline: float  # time.monotonic() seconds
     retry: bool
     min_retry_s: float
-    tried: list[str] = dataclasses.field(default_factory=list)
+    tried: list[str] = dataclasses.field(default_factory=list)  # addresses, in order
     _sent: float = 0.0
 
     @classmethod
@@ -74,24 +74,24 @@ class Call:
         return cls(build_request(query, texts, model), len(texts), deadline, config.retry,
                    config.min_retry_budget_ms / 1000)
 
-    def begin(self, address: str) -> float:
-        """Starts an attempt on `address`; the timeout it may use (what is left of the budget)."""
+    def begin(self, endpoint: Endpoint) -> float:
+        """Starts an attempt on `endpoint`; the timeout it may use (what is left of the budget)."""
         left = self.deadline - time.monotonic()
         if left <= 0:
             raise SidecarUnavailable("timeout", "budget spent")
-        self.tried.append(address)
+        self.tried.append(endpoint.address)
         self._sent = time.monotonic()
         return left
 
-    def failed(self, endpoints: Endpoints, address: str, error: grpc.RpcError) -> SidecarUnavailable:
+    def failed(self, endpoints: Endpoints, endpoint: Endpoint, error: grpc.RpcError) -> SidecarUnavailable:
         """Records the failed attempt and returns the exception that stands for it."""
-        failure = from_rpc_error(error, address)
-        endpoints.record(address, failure, time.monotonic() - self._sent, error.code().name)
+        failure = from_rpc_error(error, endpoint.address)
+        endpoints.record(endpoint, failure, time.monotonic() - self._sent, error.code().name)
         return failure
 
-    def succeeded(self, endpoints: Endpoints, address: str, reply: rescore_pb2.RerankResponse) -> RerankResult:
+    def succeeded(self, endpoints: Endpoints, endpoint: Endpoint, reply: rescore_pb2.RerankResponse) -> RerankResult:
         seconds = time.monotonic() - self._sent
-        endpoints.record(address, None, seconds)
+        endpoints.record(endpoint, None, seconds)
         return to_result(reply, self.n, seconds * 1000)
 
     def retry_after(self, failure: SidecarUnavailable) -> bool:

@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import itertools
 import threading
-from typing import Callable, Collection
+from typing import Callable, Collection, NamedTuple
 
 from rescore_sidecar.connectors import metrics
 from rescore_sidecar.connectors._sidecar.errors import RequestRejected, SidecarUnavailable
 from rescore_sidecar.connectors.breaker import CircuitBreaker
 from rescore_sidecar.connectors.config import SidecarClientConfig
+
+
+class Endpoint(NamedTuple):
+    """Where one call goes: the configured `target` (breaker, metrics) and the `address` its
+    channel connects to (today the same; one of the target's resolved addresses with a pool)."""
+
+    target: str
+    address: str
 
 
 class Endpoints:
@@ -28,8 +36,8 @@ class Endpoints:
         self._cycle = itertools.cycle(self.addresses)
         self._lock = threading.Lock()
 
-    def pick(self, exclude: Collection[str] = ()) -> str:
-        """The next address whose breaker allows a call, preferring those not in `exclude`
+    def pick(self, exclude: Collection[str] = ()) -> Endpoint:
+        """The next endpoint whose breaker allows a call, preferring addresses not in `exclude`
         (already tried for this request); raises SidecarUnavailable('breaker_open') if none."""
         with self._lock:
             fallback = None
@@ -39,13 +47,14 @@ class Endpoints:
                     fallback = fallback or address
                     continue
                 if self.breakers[address].allow():
-                    return address
+                    return Endpoint(address, address)
             if fallback is not None and self.breakers[fallback].allow():
-                return fallback
+                return Endpoint(fallback, fallback)
         raise SidecarUnavailable("breaker_open")
 
-    def record(self, address: str, failure: SidecarUnavailable | None, seconds: float, code: str = "OK") -> None:
+    def record(self, endpoint: Endpoint, failure: SidecarUnavailable | None, seconds: float, code: str = "OK") -> None:
         """One call's outcome: `failure` None for a reply, else what the call raised."""
+        address = endpoint.target
         metrics.SIDECAR_CALLS.labels(address, code).inc()
         metrics.SIDECAR_SECONDS.observe(seconds)
         if isinstance(failure, RequestRejected):

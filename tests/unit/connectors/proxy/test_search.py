@@ -1,8 +1,9 @@
 """Search handling of the proxy: toggles, marks, fallback, engine errors, msearch.
 
 The upstream is a local aiohttp server answering searches like an engine would (hits in a fixed
-order, honouring from/size); the sidecar is faked at the client boundary (`AsyncRescorer`'s
-`sidecar=`), its scores chosen so that the expected order differs from the engine's.
+order, honouring from/size); the sidecar is `MockSidecar` under the real async client (budget,
+breaker and fallback as in production), its scores chosen so that the expected order differs from
+the engine's.
 The real-engine, real-sidecar versions of these are in tests/integration/test_proxy_*.py.
 """
 from __future__ import annotations
@@ -18,7 +19,8 @@ from aiohttp import web
 from rescore_sidecar.connectors.proxy.app import start, stop
 from rescore_sidecar.connectors.proxy.config import ProxyConfig
 from rescore_sidecar.connectors.rescoring_async import AsyncRescorer
-from rescore_sidecar.connectors.sidecar_client import RerankResult, SidecarUnavailable
+from rescore_sidecar.connectors.sidecar_client_async import AsyncSidecarClient
+from rescore_sidecar.connectors.testing import Delay, MockSidecar
 
 DOCS = [{"_index": "i", "_id": str(n), "_score": 10.0 - n, "_source": {"text": f"doc {n}", "n": n}}
         for n in range(8)]
@@ -61,24 +63,9 @@ class Engine:
                             headers={"X-Elastic-Product": "Elasticsearch"})
 
 
-class FakeSidecar:
-    """Scores a document by its number: the model prefers higher `n`, the engine lower."""
-
-    def __init__(self) -> None:
-        self.fail: str | None = None
-        self.calls = 0
-
-    async def rerank(self, query, texts, *, model="", budget_ms=None):
-        self.calls += 1
-        if self.fail:
-            raise SidecarUnavailable(self.fail)
-        return RerankResult(scores=[float(t.split()[-1]) for t in texts], model="fake", took_ms=1.0)
-
-    async def rerank_many(self, calls, *, budget_ms=None):
-        return [await self.rerank(q, t) for q, t, _ in calls]
-
-    async def close(self):
-        pass
+def by_number(address, query, texts):
+    """The model prefers higher `n` ("doc n"), the engine lower."""
+    return [float(text.split()[-1]) for text in texts]
 
 
 @pytest.fixture
@@ -95,7 +82,8 @@ async def engine():
 
 @pytest.fixture
 def sidecar():
-    return FakeSidecar()
+    """The real async sidecar client over a scripted transport (`connectors.testing.MockSidecar`)."""
+    return MockSidecar(by_number)
 
 
 async def _start(engine, sidecar, **overrides):
@@ -103,7 +91,8 @@ async def _start(engine, sidecar, **overrides):
                          rescore={"window": 5}, **overrides)
     runner, state, port = await start(config, host="127.0.0.1", port=0)
     await state.rescorer.close()
-    state.rescorer = AsyncRescorer(config.connector_config(), sidecar=sidecar)
+    connector = config.connector_config()
+    state.rescorer = AsyncRescorer(connector, sidecar=AsyncSidecarClient(connector.sidecar, transport=sidecar))
     return runner, state, f"http://127.0.0.1:{port}"
 
 
@@ -174,7 +163,7 @@ def _fallbacks(text: str, reason: str) -> float:
 async def test_sidecar_failure_falls_back_to_engine_order(engine, sidecar, proxy, client):
     async with client.get(proxy + "/_rescore/metrics") as r:
         before = _fallbacks(await r.text(), "timeout")
-    sidecar.fail = "timeout"
+    sidecar.handler = lambda *call: Delay(5.0)  # longer than the budget
     async with client.post(proxy + "/i/_search", json=QUERY) as r:
         assert r.status == 200
         assert r.headers["X-Rescore"] == "fallback"
