@@ -21,6 +21,7 @@ import tenacity
 from rescore_sidecar.connectors import metrics
 from rescore_sidecar.connectors.breaker import CircuitBreaker
 from rescore_sidecar.connectors.config import SidecarClientConfig
+from rescore_sidecar.connectors.endpoints import Channels, EndpointPool, NoEndpoint, channel_options_for
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2, rescore_pb2_grpc
 
 # gRPC codes that say nothing about the sidecar's health (our request was bad): no breaker failure.
@@ -118,34 +119,56 @@ def blames_request(error: grpc.RpcError) -> bool:
 
 
 class Targets:
-    """Round-robin over sidecar addresses, skipping those whose breaker refuses calls."""
+    """Round-robin over sidecar targets, skipping those whose breaker refuses calls; within a
+    target, over its healthy endpoints (`EndpointPool`: every address the target resolves to)."""
 
     def __init__(self, config: SidecarClientConfig, clock: Callable[[], float]):
         if not config.targets:
             raise ValueError("at least one sidecar target (host:port) is needed")
         self.breakers = {t: CircuitBreaker(config.breaker, clock=clock, on_change=metrics.breaker_listener(t))
                          for t in config.targets}
+        # --- scale-out wiring (endpoints.py): one pool per target.
+        self.pools = {t: EndpointPool(t, config.outlier, clock=clock, listener=metrics.endpoint_listener(t))
+                      for t in config.targets}
         self._cycle = itertools.cycle(config.targets)
         self._lock = threading.Lock()
 
-    def pick(self) -> str:
+    def pick(self, exclude: Sequence[str] = ()) -> tuple[str, str]:
+        """(target, endpoint address) for the next call; `exclude` = endpoints this search already
+        tried (the retry goes elsewhere when another endpoint exists)."""
         with self._lock:
             for _ in range(len(self.breakers)):
                 target = next(self._cycle)
                 if self.breakers[target].allow():
-                    return target
-        raise SidecarUnavailable("breaker_open")
+                    break
+            else:
+                raise SidecarUnavailable("breaker_open")
+        try:
+            return target, self.pools[target].pick(exclude)
+        except NoEndpoint as exc:
+            self.breakers[target].record(False, 0.0)  # frees a half-open probe the breaker granted
+            raise SidecarUnavailable("unavailable", str(exc)) from None
 
-    def record(self, target: str, error: grpc.RpcError | None, seconds: float) -> None:
+    def record(self, target: str, address: str, error: grpc.RpcError | None, seconds: float) -> None:
         code = "OK" if error is None else error.code().name
         metrics.SIDECAR_CALLS.labels(target, code).inc()
         metrics.SIDECAR_SECONDS.observe(seconds)
+        pool, breaker = self.pools[target], self.breakers[target]
         if error is not None and blames_request(error):
             # Says nothing about the sidecar's health, nor does its duration (a 10,000-document
             # request is slow to send and then refused): a fast success for the breaker.
-            self.breakers[target].record(True, 0.0)
+            metrics.ENDPOINT_CALLS.labels(target, address, "request_error").inc()
+            pool.record(address, True)
+            breaker.record(True, 0.0)
             return
-        self.breakers[target].record(error is None, seconds)
+        ok = error is None
+        metrics.ENDPOINT_CALLS.labels(target, address, "ok" if ok else "failed").inc()
+        pool.record(address, ok)
+        # One sick endpoint is the pool's business (ejection); the breaker, which turns reranking
+        # off for the whole target, counts a failure only when no other endpoint is healthy (and
+        # always while it is not closed, so its half-open probes resolve).
+        if ok or breaker.state != "closed" or not pool.others_healthy(address):
+            breaker.record(ok, seconds)
 
 
 class SidecarClient:
@@ -155,18 +178,15 @@ class SidecarClient:
         self._credentials = channel_credentials(config)
         self._options = channel_options(config)
         self._metadata = auth_metadata(config)
-        self._stubs: dict[str, rescore_pb2_grpc.RerankerStub] = {}
-        self._channels: list[grpc.Channel] = []
-        self._lock = threading.Lock()
+        self._channels = Channels(self._open_channel, rescore_pb2_grpc.RerankerStub)
 
-    def _stub(self, target: str) -> rescore_pb2_grpc.RerankerStub:
-        with self._lock:
-            if target not in self._stubs:
-                channel = (grpc.secure_channel(target, self._credentials, self._options) if self._credentials
-                           else grpc.insecure_channel(target, self._options))
-                self._channels.append(channel)
-                self._stubs[target] = rescore_pb2_grpc.RerankerStub(channel)
-            return self._stubs[target]
+    def _open_channel(self, address: str, pool: EndpointPool) -> grpc.Channel:
+        options = channel_options_for(pool, self._options, self._credentials is not None)
+        return (grpc.secure_channel(address, self._credentials, options) if self._credentials
+                else grpc.insecure_channel(address, options))
+
+    def _stub(self, target: str, address: str) -> rescore_pb2_grpc.RerankerStub:
+        return self._channels.stub(self.targets.pools[target], address)
 
     def _retrying(self, deadline: float) -> tenacity.Retrying:
         min_left = self.config.min_retry_budget_ms / 1000
@@ -178,51 +198,56 @@ class SidecarClient:
         return tenacity.Retrying(stop=tenacity.stop_after_attempt(2 if self.config.retry else 1),
                                  retry=tenacity.retry_if_exception(retryable), reraise=True)
 
-    def _attempt(self, request: rescore_pb2.RerankRequest, n: int, deadline: float) -> RerankResult:
-        target = self.targets.pick()
+    def _attempt(self, request: rescore_pb2.RerankRequest, n: int, deadline: float,
+                 tried: list[str] | None = None) -> RerankResult:
+        tried = [] if tried is None else tried
+        target, address = self.targets.pick(exclude=tried)
+        tried.append(address)  # the retry (same list) goes to another endpoint
         left = deadline - time.monotonic()
         if left <= 0:
             raise SidecarUnavailable("timeout", "budget spent")
         start = time.monotonic()
         try:
-            reply = self._stub(target).Rerank(request, timeout=left, metadata=self._metadata)
+            reply = self._stub(target, address).Rerank(request, timeout=left, metadata=self._metadata)
         except grpc.RpcError as exc:
-            self.targets.record(target, exc, time.monotonic() - start)
-            raise SidecarUnavailable(classify(exc), f"{target}: {exc.code().name} {exc.details()}") from None
+            self.targets.record(target, address, exc, time.monotonic() - start)
+            raise SidecarUnavailable(classify(exc), f"{address}: {exc.code().name} {exc.details()}") from None
         seconds = time.monotonic() - start
-        self.targets.record(target, None, seconds)
+        self.targets.record(target, address, None, seconds)
         return to_result(reply, n, seconds * 1000)
 
     def rerank(self, query: str, texts: Sequence[str], *, model: str = "",
                budget_ms: float | None = None) -> RerankResult:
         deadline = time.monotonic() + (self.config.budget_ms if budget_ms is None else budget_ms) / 1000
         request = build_request(query, texts, model)
-        return self._retrying(deadline)(self._attempt, request, len(texts), deadline)
+        return self._retrying(deadline)(self._attempt, request, len(texts), deadline, [])
 
     def rerank_many(self, calls: Sequence[tuple[str, Sequence[str], str]], *,
                     budget_ms: float | None = None) -> list[RerankResult | SidecarUnavailable]:
         """Several (query, texts, model) at once, concurrently, under one shared budget."""
         deadline = time.monotonic() + (self.config.budget_ms if budget_ms is None else budget_ms) / 1000
-        pending: list[tuple[int, str, float, grpc.Future]] = []
+        pending: list[tuple[int, str, str, float, grpc.Future]] = []
         results: list[RerankResult | SidecarUnavailable | None] = [None] * len(calls)
+        tried: list[list[str]] = [[] for _ in calls]
         for i, (query, texts, model) in enumerate(calls):
             try:
-                target = self.targets.pick()
-                future = self._stub(target).Rerank.future(build_request(query, texts, model),
-                                                          timeout=max(deadline - time.monotonic(), 0.001),
-                                                          metadata=self._metadata)
-                pending.append((i, target, time.monotonic(), future))
+                target, address = self.targets.pick()
+                tried[i].append(address)
+                future = self._stub(target, address).Rerank.future(build_request(query, texts, model),
+                                                                   timeout=max(deadline - time.monotonic(), 0.001),
+                                                                   metadata=self._metadata)
+                pending.append((i, target, address, time.monotonic(), future))
             except SidecarUnavailable as exc:
                 results[i] = exc
-        for i, target, start, future in pending:
+        for i, target, address, start, future in pending:
             n = len(calls[i][1])
             try:
                 reply = future.result()
-                self.targets.record(target, None, time.monotonic() - start)
+                self.targets.record(target, address, None, time.monotonic() - start)
                 results[i] = to_result(reply, n, (time.monotonic() - start) * 1000)
             except grpc.RpcError as exc:
-                self.targets.record(target, exc, time.monotonic() - start)
-                results[i] = SidecarUnavailable(classify(exc), f"{target}: {exc.code().name}")
+                self.targets.record(target, address, exc, time.monotonic() - start)
+                results[i] = SidecarUnavailable(classify(exc), f"{address}: {exc.code().name}")
             except SidecarUnavailable as exc:
                 results[i] = exc
         # The single retry, for calls that found a sidecar down, within what is left.
@@ -231,14 +256,10 @@ class SidecarClient:
                     and deadline - time.monotonic() >= self.config.min_retry_budget_ms / 1000):
                 query, texts, model = calls[i]
                 try:
-                    results[i] = self._attempt(build_request(query, texts, model), len(texts), deadline)
+                    results[i] = self._attempt(build_request(query, texts, model), len(texts), deadline, tried[i])
                 except SidecarUnavailable as exc:
                     results[i] = exc
         return results  # type: ignore[return-value]
 
     def close(self) -> None:
-        with self._lock:
-            for channel in self._channels:
-                channel.close()
-            self._channels.clear()
-            self._stubs.clear()
+        self._channels.close()
