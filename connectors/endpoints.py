@@ -115,6 +115,26 @@ def parse_target(target: str) -> TargetSpec:
     return TargetSpec(target, host=host, port=port, dns_server=dns_server)
 
 
+def split_targets(text: str) -> tuple[str, ...]:
+    """A comma-separated list of targets (`--sidecar a:1,ipv4:10.0.0.1:1,10.0.0.2:1`): an IP
+    address after an `ipv4:` / `ipv6:` target of its version belongs to that target's list."""
+    out: list[str] = []
+    for piece in (p.strip() for p in text.split(",")):
+        if not piece:
+            continue
+        if out and out[-1].startswith(("ipv4:", "ipv6:")) and not piece.startswith(("ipv4:", "ipv6:", "dns:", "unix:")):
+            try:
+                host, _ = _split_host_port(piece, piece)
+            except ValueError:
+                host = ""
+            ip = _ip(host)
+            if ip is not None and ip.version == int(out[-1][3]):
+                out[-1] += "," + piece
+                continue
+        out.append(piece)
+    return tuple(out)
+
+
 def resolve_system(host: str, port: int) -> list[str]:
     """Addresses of `host` from the system resolver (getaddrinfo): IPv4 if any, else IPv6."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)

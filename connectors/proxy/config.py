@@ -170,6 +170,10 @@ def _parse_arms(value: Any) -> tuple[dict[str, Any], ...]:
 def _convert(name: str, value: Any) -> Any:
     """Turns a raw value (string from env/flags, or YAML scalar) into the field's type."""
     try:
+        if name == "sidecars" and isinstance(value, str):
+            from rescore_sidecar.connectors.endpoints import split_targets  # keeps ipv4:a:p,b:p whole
+
+            return split_targets(value)
         if name in ("upstreams", "sidecars"):
             return _split_list(value)
         if name in ("default_enabled", "upstream_insecure", "sidecar_tls"):
@@ -198,7 +202,7 @@ FLAG_NAMES = {"upstreams": "upstream", "sidecars": "sidecar"}
 FLAG_HELP = {
     "upstreams": "engine URL(s), comma separated: round-robin, failover on connection errors",
     "listen": "HOST:PORT to listen on (default 0.0.0.0:9201)",
-    "sidecars": "sidecar gRPC address(es) HOST:PORT, comma separated; none = never rescore",
+    "sidecars": "sidecar gRPC target(s), comma separated: HOST:PORT (every address the name resolves to), dns:///HOST:PORT, dns://DNS-IP:PORT/HOST:PORT, ipv4:A:P,B:P; none = never rescore",
     "default_enabled": "rescore searches that carry no toggle (true/false, default true)",
     "rescore": "JSON object of default rescoring options (window, fields, model, policy, ...)",
     "arms": "JSON list of A/B arms [{name, weight, options}], options null = control arm",

@@ -9,7 +9,7 @@ import pytest
 
 from rescore_sidecar.connectors.config import OutlierConfig
 from rescore_sidecar.connectors.endpoints import (EJECTED, FAILING, HEALTHY, EndpointPool, NoEndpoint, parse_target,
-                                                  resolve_system)
+                                                  resolve_system, split_targets)
 
 A, B, C = "10.0.0.1:50051", "10.0.0.2:50051", "10.0.0.3:50051"
 STATIC = f"ipv4:{A},{B},{C}"
@@ -209,3 +209,8 @@ def _wait(condition, timeout: float = 2.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
+
+
+def test_split_targets_keeps_an_ipv4_list_whole():
+    assert split_targets("ipv4:127.0.0.1:5,127.0.0.2:5, side:7,ipv6:[::1]:5,[::2]:5,127.0.0.3:5") == (
+        "ipv4:127.0.0.1:5,127.0.0.2:5", "side:7", "ipv6:[::1]:5,[::2]:5", "127.0.0.3:5")
