@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make demo` (main job) and `make test` (everything CI runs).
 PY := .venv/bin/python
 
-.PHONY: setup demo serve test unit integration deploy proto bench
+.PHONY: setup demo serve test unit integration deploy proto bench images
 
 setup:
 	@scripts/bootstrap.sh
@@ -29,3 +29,7 @@ proto: setup
 
 bench: setup
 	$(PY) bench/sidecar_throughput.py $(ARGS)
+
+# Both images (CPU, GPU) built here without a registry: starts Docker, makes the Debian base once.
+images:
+	scripts/build_images.sh $(ARGS)

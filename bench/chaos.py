@@ -372,10 +372,10 @@ async def watch_proxy_lag(http: httpx.AsyncClient, url: str, stop: asyncio.Event
 
 
 async def flood(address: str, stop: asyncio.Event, concurrency: int = 16, docs: int = 64) -> int:
-    """Fills a sidecar's queue with direct Rerank calls until `stop`; returns calls made."""
-    request = rescore_pb2.RerankRequest(query="flood query about boundary layers", documents=[
-        rescore_pb2.Document(id=str(i), text=f"flood document {i} about shock waves and heat transfer " * 4)
-        for i in range(docs)])
+    """Fills a sidecar's queue with direct Rerank calls until `stop`; returns calls made.
+    Every call asks a new query, so the score cache cannot answer it and every pair is queued."""
+    documents = [rescore_pb2.Document(id=str(i), text=f"flood document {i} about shock waves and heat transfer " * 4)
+                 for i in range(docs)]
     made = 0
     async with grpc.aio.insecure_channel(address) as channel:
         stub = rescore_pb2_grpc.RerankerStub(channel)
@@ -384,6 +384,8 @@ async def flood(address: str, stop: asyncio.Event, concurrency: int = 16, docs: 
             nonlocal made
             while not stop.is_set():
                 made += 1
+                request = rescore_pb2.RerankRequest(query=f"flood query {made} about boundary layers",
+                                                    documents=documents)
                 with contextlib.suppress(grpc.RpcError):
                     await stub.Rerank(request, timeout=2.0)
 
@@ -548,11 +550,9 @@ class Chaos:
         breaker_changes = {"connector": diff_counts(local_before, breaker_counts_local()),
                            "proxy": diff_counts({}, breaker_counts_proxy(proxy))}
         if s.connector == "sync":
-            wrapper.rescorer.sidecar.close()
-            wrapper.client.close()
+            wrapper.close()
         else:
-            await wrapper.rescorer.close()
-            await wrapper.client.close()
+            await wrapper.close()
         await http.aclose()
         proxy.close()
         for path in ("connector", "proxy"):

@@ -7,13 +7,16 @@
 from rescore_sidecar.connectors.config import Arm, BreakerConfig, ConnectorConfig, RerankOptions, SidecarClientConfig
 from rescore_sidecar.connectors.rescoring import Rescorer
 from rescore_sidecar.connectors.rescoring_async import AsyncRescorer
-from rescore_sidecar.connectors.sidecar_client import RerankResult, SidecarClient, SidecarUnavailable
+from rescore_sidecar.connectors.sidecar_client import (RequestRejected, RerankResult, SidecarClient, SidecarOverloaded,
+                                                       SidecarUnavailable)
 from rescore_sidecar.connectors.sidecar_client_async import AsyncSidecarClient
+from rescore_sidecar.connectors.testing import MockSidecar
 from rescore_sidecar.connectors.wrappers import RescoringElasticsearch, RescoringOpenSearch
 from rescore_sidecar.connectors.wrappers_async import AsyncRescoringElasticsearch, AsyncRescoringOpenSearch
 
 __all__ = [
     "Arm", "AsyncRescorer", "AsyncRescoringElasticsearch", "AsyncRescoringOpenSearch", "AsyncSidecarClient",
-    "BreakerConfig", "ConnectorConfig", "RerankOptions", "RerankResult", "Rescorer", "RescoringElasticsearch",
-    "RescoringOpenSearch", "SidecarClient", "SidecarClientConfig", "SidecarUnavailable",
+    "BreakerConfig", "ConnectorConfig", "MockSidecar", "RerankOptions", "RerankResult", "Rescorer", "RescoringElasticsearch",
+    "RescoringOpenSearch", "RequestRejected", "SidecarClient", "SidecarClientConfig", "SidecarOverloaded",
+    "SidecarUnavailable",
 ]

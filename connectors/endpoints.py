@@ -13,7 +13,8 @@ Target syntax (gRPC's): `host:port` and `dns:///host:port` (system resolver, IPv
 the name has any, else IPv6), `dns://DNS-SERVER:PORT/host:port` (that server is asked for A,
 then AAAA records, with dnspython), `ipv4:a:p,b:p`, `ipv6:[a]:p,[b]:p`, an IP literal, or
 `unix:PATH` (one endpoint). Names are resolved again every `resolve_seconds` and soon after an
-ejection; a failed or empty resolution keeps the last known addresses.
+ejection; a failed or empty resolution keeps the last known addresses (before the first answer:
+the target itself, one endpoint, as a plain gRPC channel would use it).
 """
 from __future__ import annotations
 
@@ -245,6 +246,10 @@ class EndpointPool:
         with self._lock:
             self._resolved_at = self._clock()
             self._resolving = False
+            if not found and not self._endpoints:
+                # Nothing known yet: the target itself, for gRPC's own resolver to try at call time
+                # (its error becomes the call's); replaced by the addresses once a resolution works.
+                found = [self.target]
             if not found:
                 return
             added = [a for a in found if a not in self._endpoints]

@@ -1,4 +1,5 @@
-"""Drop-in wrappers of opensearch-py / elasticsearch-py clients (sync). Mirrored by `wrappers_async`.
+"""Drop-in wrappers of opensearch-py / elasticsearch-py clients (sync). Mirrored by `wrappers_async`
+(same request mapping, shared; only the calls differ).
 
 `search` and `msearch` gain two keywords, `rerank=` (None, bool, dict of `RerankOptions`
 overrides) and `ab_key=` (user/session id for A/B arms); every other attribute is the wrapped
@@ -6,7 +7,7 @@ client's own, and responses are the client's own types with a top-level `_rescor
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
 from rescore_sidecar.connectors.config import ConnectorConfig
 from rescore_sidecar.connectors.rescoring import Rescorer
@@ -56,22 +57,24 @@ def es_kwargs(params: Mapping) -> dict:
     return {_ES_PARAM_BACK.get(k, k): v for k, v in params.items()}
 
 
-def _es_response(original: Any, body: dict) -> Any:
-    from elastic_transport import ObjectApiResponse
-
-    return ObjectApiResponse(body=body, meta=original.meta)
-
-
 class _Wrapper:
     def __init__(self, client: Any, config: ConnectorConfig = ConnectorConfig(), *, rescorer: Any = None):
         self.client = client
-        self.rescorer = rescorer or self._make_rescorer(config)
-
-    def _make_rescorer(self, config: ConnectorConfig) -> Any:
-        return Rescorer(config)
+        self.rescorer = rescorer or Rescorer(config)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)
+
+    def close(self) -> None:
+        """Closes the sidecar channels and the wrapped client."""
+        self.rescorer.close()
+        self.client.close()
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 class RescoringOpenSearch(_Wrapper):
@@ -93,27 +96,21 @@ class RescoringOpenSearch(_Wrapper):
 
 
 class RescoringElasticsearch(_Wrapper):
-    """Wraps an `elasticsearch.Elasticsearch`: `search`/`msearch` rerank, all else passes through."""
+    """Wraps an `elasticsearch.Elasticsearch`: `search`/`msearch` rerank, all else passes through.
+    Answers stay `ObjectApiResponse`s (their meta kept) with the reranked body."""
 
     def search(self, *, rerank: Any = None, ab_key: str | None = None, **kwargs: Any) -> Any:
         index, body, params, _ = es_split(kwargs)
-        raw: dict = {}
 
-        def engine(b: dict, p: dict) -> dict:
-            raw["response"] = self.client.search(index=index, body=b, **es_kwargs(p))
-            return raw["response"].body
+        def engine(b: dict, p: dict) -> Any:
+            return self.client.search(index=index, body=b, **es_kwargs(p))
 
-        out = self.rescorer.search(engine, body, params, rerank=rerank, ab_key=ab_key)
-        return _es_response(raw["response"], out)
+        return self.rescorer.search(engine, body, params, rerank=rerank, ab_key=ab_key)
 
     def msearch(self, *, rerank: Any = None, ab_key: str | None = None, searches: Any = None, body: Any = None,
                 **kwargs: Any) -> Any:
-        raw: dict = {}
+        def engine(lines: list, p: dict) -> Any:
+            return self.client.msearch(searches=lines, **p)
 
-        def engine(lines: list, p: dict) -> dict:
-            raw["response"] = self.client.msearch(searches=lines, **p)
-            return raw["response"].body
-
-        out = self.rescorer.msearch(engine, searches if searches is not None else body, kwargs,
-                                    rerank=rerank, ab_key=ab_key)
-        return _es_response(raw["response"], out)
+        return self.rescorer.msearch(engine, searches if searches is not None else body, kwargs,
+                                     rerank=rerank, ab_key=ab_key)

@@ -5,7 +5,7 @@ from typing import Any
 
 from rescore_sidecar.connectors.config import ConnectorConfig
 from rescore_sidecar.connectors.rescoring_async import AsyncRescorer
-from rescore_sidecar.connectors.wrappers import _es_response, es_kwargs, es_split, os_params
+from rescore_sidecar.connectors.wrappers import es_kwargs, es_split, os_params
 
 
 class _AsyncWrapper:
@@ -20,6 +20,12 @@ class _AsyncWrapper:
         """Closes the wrapped client and the sidecar channels."""
         await self.rescorer.close()
         await self.client.close()
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
 
 class AsyncRescoringOpenSearch(_AsyncWrapper):
@@ -45,23 +51,16 @@ class AsyncRescoringElasticsearch(_AsyncWrapper):
 
     async def search(self, *, rerank: Any = None, ab_key: str | None = None, **kwargs: Any) -> Any:
         index, body, params, _ = es_split(kwargs)
-        raw: dict = {}
 
-        async def engine(b: dict, p: dict) -> dict:
-            raw["response"] = await self.client.search(index=index, body=b, **es_kwargs(p))
-            return raw["response"].body
+        async def engine(b: dict, p: dict) -> Any:
+            return await self.client.search(index=index, body=b, **es_kwargs(p))
 
-        out = await self.rescorer.search(engine, body, params, rerank=rerank, ab_key=ab_key)
-        return _es_response(raw["response"], out)
+        return await self.rescorer.search(engine, body, params, rerank=rerank, ab_key=ab_key)
 
     async def msearch(self, *, rerank: Any = None, ab_key: str | None = None, searches: Any = None,
                       body: Any = None, **kwargs: Any) -> Any:
-        raw: dict = {}
+        async def engine(lines: list, p: dict) -> Any:
+            return await self.client.msearch(searches=lines, **p)
 
-        async def engine(lines: list, p: dict) -> dict:
-            raw["response"] = await self.client.msearch(searches=lines, **p)
-            return raw["response"].body
-
-        out = await self.rescorer.msearch(engine, searches if searches is not None else body, kwargs,
-                                          rerank=rerank, ab_key=ab_key)
-        return _es_response(raw["response"], out)
+        return await self.rescorer.msearch(engine, searches if searches is not None else body, kwargs,
+                                           rerank=rerank, ab_key=ab_key)

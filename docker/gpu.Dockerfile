@@ -1,50 +1,80 @@
-# syntax=docker/dockerfile:1.7
-# GPU image of the rescore sidecar: CUDA runtime base, the CUDA build of torch from PyPI.
+# GPU image of the rescore sidecar: the CUDA build of torch from PyPI on a plain Python base.
 #   docker build -f docker/gpu.Dockerfile -t rescore-sidecar:gpu .
 #   docker build -f docker/gpu.Dockerfile --build-arg BAKE_MODELS=BAAI/bge-reranker-base -t rescore-sidecar:gpu-bge .
-# Build context is the repository root. The torch wheel bundles its own CUDA 13 libraries; the
-# base provides the matching runtime layout and NVIDIA container-toolkit hooks. Host driver >= 580.
-ARG CUDA_IMAGE=nvidia/cuda:13.0.1-runtime-ubuntu24.04
-FROM ${CUDA_IMAGE}
+# Build context is the repository root. The torch wheel brings its own CUDA 13 libraries
+# (nvidia-* wheels), so no CUDA base image is needed: the NVIDIA container toolkit injects the
+# host driver (libcuda, >= 580 for CUDA 13) when NVIDIA_VISIBLE_DEVICES / NVIDIA_DRIVER_CAPABILITIES
+# ask for it (set below, as the CUDA images do). scripts/build_images.sh builds it without any
+# registry (a Debian base made from Debian's packages, passed as PYTHON_IMAGE). No `# syntax=`
+# line on purpose: it would make BuildKit pull a frontend image.
+# The lines up to the dependency layer are the same in cpu.Dockerfile, so building both images
+# installs torch once (shared layers).
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+FROM ${PYTHON_IMAGE}
 
-ENV DEBIAN_FRONTEND=noninteractive \
-    PYTHONDONTWRITEBYTECODE=1 \
+ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH
 
-# Distribution Python (3.12 on Ubuntu 24.04); the project supports >= 3.10.
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
-    && rm -rf /var/lib/apt/lists/* \
-    && python3 -m venv /opt/venv \
+# python3: the official python image and Debian's python3 both have it (Debian has no `python`).
+RUN python3 -m venv /opt/venv \
     && groupadd --system --gid 10001 rescore \
     && useradd --system --uid 10001 --gid rescore --home-dir /home/rescore --create-home rescore
 
-# Dependencies first (the multi-GB layer), pinned by constraints.txt; code changes do not rebuild it.
+# Dependencies first (the big layer), keyed on pyproject.toml and constraints.txt only: code
+# changes do not rebuild it. pip's cache lives in a BuildKit cache mount (not in the image), so
+# even a changed pin re-uses the downloaded wheels. An intercepting proxy's or private index's CA
+# bundle can be given as the build secret pip_ca (--secret id=pip_ca,src=/path/ca.pem).
 WORKDIR /opt/rescore/src
 COPY pyproject.toml constraints.txt docker/pyproject_deps.py ./
 ARG EXTRAS=server,proxy,opensearch,elasticsearch
-RUN python pyproject_deps.py pyproject.toml "$EXTRAS" > requirements.txt \
-    && pip install --no-cache-dir -c constraints.txt -r requirements.txt
+ARG TORCH_INDEX_URL=""
+# torch from the CPU index first (when given); "torch==X" accepts the local "X+cpu" build, so the
+# second install keeps it and fetches only the rest.
+RUN --mount=type=cache,target=/root/.cache/pip,id=rescore-sidecar-pip,sharing=locked \
+    --mount=type=secret,id=pip_ca,required=false \
+    if [ -f /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi \
+    && python pyproject_deps.py pyproject.toml "$EXTRAS" > requirements.txt \
+    && if [ -n "$TORCH_INDEX_URL" ]; then \
+         pip install --index-url "$TORCH_INDEX_URL" "$(grep -i '^torch==' constraints.txt)"; \
+       fi \
+    && pip install -c constraints.txt -r requirements.txt "setuptools>=77"
 
-# Optional models baked in for offline clusters: comma-separated [NAME=]HUB_ID[@REVISION].
-# A gated model's token is passed as a build secret: --secret id=hf_token,env=HF_TOKEN
+# Optional models baked in for offline clusters: comma-separated [NAME=]SOURCE[@REVISION], where
+# SOURCE is a hub id or ./DIR, a folder under docker/models/ in the build context (a local or
+# fine-tuned checkpoint). A gated model's token is passed as a build secret:
+#   --secret id=hf_token,env=HF_TOKEN
 ARG BAKE_MODELS=""
 COPY docker/bake_models.py /opt/rescore/bin/
-RUN --mount=type=secret,id=hf_token,required=false \
-    mkdir -p /opt/rescore/models \
-    && if [ -n "$BAKE_MODELS" ]; then python /opt/rescore/bin/bake_models.py "$BAKE_MODELS" /opt/rescore/models; fi
+# docker/models/ is bind-mounted, not copied: a local model is stored once, in /opt/rescore/models.
+RUN --mount=type=bind,source=docker/models,target=/opt/rescore/bake-src \
+    --mount=type=secret,id=hf_token,required=false \
+    --mount=type=secret,id=pip_ca,required=false \
+    if [ -f /run/secrets/pip_ca ]; then export REQUESTS_CA_BUNDLE=/run/secrets/pip_ca; fi \
+    && mkdir -p /opt/rescore/models \
+    && if [ -n "$BAKE_MODELS" ]; then python /opt/rescore/bin/bake_models.py "$BAKE_MODELS" /opt/rescore/models /opt/rescore/bake-src; fi
 
 COPY README.md ./
 COPY sidecar ./sidecar
 COPY connectors ./connectors
 COPY tools ./tools
 COPY proto ./proto
-RUN pip install --no-cache-dir --no-deps . \
+# No build isolation: setuptools is in the dependency layer, so this layer needs no network.
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
     && rm -rf /opt/rescore/src/build
 COPY docker/healthcheck.py docker/entrypoint.sh /opt/rescore/bin/
+
+# Derived artefacts of the baked models (int8 / exported backends) need the installed code, so
+# they are made here, after the code layer. PREPARE_MODELS is passed as is to
+# `rescore-sidecar prepare-model` (split on spaces; e.g. paths under /opt/rescore/models), which
+# must exist in the installed version; empty skips.
+ARG PREPARE_MODELS=""
+RUN if [ -n "$PREPARE_MODELS" ]; then \
+      rescore-sidecar prepare-model --help >/dev/null 2>&1 \
+        || { echo "PREPARE_MODELS given but this version has no 'rescore-sidecar prepare-model'" >&2; exit 1; }; \
+      rescore-sidecar prepare-model $PREPARE_MODELS; \
+    fi
 
 # Model downloads land in the cache volume; mount it (or a PVC) so restarts do not re-download.
 # No RESCORE_* settings here: environment beats the config file, so image defaults would
@@ -56,6 +86,11 @@ VOLUME ["/var/cache/rescore"]
 
 USER 10001:10001
 WORKDIR /home/rescore
+# The NVIDIA container toolkit mounts the driver and devices only when these ask for them (the
+# Kubernetes device plugin narrows NVIDIA_VISIBLE_DEVICES to the pod's GPUs). Without a GPU the
+# sidecar's device `auto` falls back to CPU; device `cuda` fails at start with a clear message.
+ENV NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
 EXPOSE 50051 9400
 # start-period covers a first model download; Kubernetes uses its own gRPC probes instead.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=300s --retries=3 \

@@ -23,7 +23,7 @@ import numpy as np
 
 from rescore_sidecar.sidecar import metrics
 from rescore_sidecar.sidecar.backend import Backend, TokenizedSequence
-from rescore_sidecar.sidecar.errors import LimitExceeded
+from rescore_sidecar.sidecar.errors import Overloaded, RequestTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,25 @@ class Job:
     started_at: float | None = None  # first forward pass carrying this job
     compute_seconds: float = 0.0
     abandoned: bool = False  # cancelled by the client or past its deadline
+    users: int = 1  # requests waiting for these rows: the one that queued them and any that joined it
 
     def __post_init__(self) -> None:
         self.rows = [None] * len(self.sequences)
         self.remaining = len(self.sequences)
+
+    def join(self, deadline: float | None) -> None:
+        """Another request waits for these rows too: it keeps them alive until its own deadline."""
+        self.users += 1
+        if self.deadline is not None:
+            self.deadline = None if deadline is None else max(self.deadline, deadline)
+
+    def release(self) -> None:
+        """One waiting request is gone; the last one abandons what is not computed yet."""
+        self.users -= 1
+        if self.users <= 0:
+            self.abandoned = True
+            if not self.future.done():
+                self.future.cancel()
 
     def is_dead(self, now: float) -> bool:
         return self.abandoned or self.future.done() or (self.deadline is not None and now >= self.deadline)
@@ -116,15 +131,19 @@ class ModelQueue:
             except asyncio.CancelledError:
                 pass
 
-    def submit(self, job: Job) -> None:
-        """Queues every sequence of `job`; raises LimitExceeded when the queue is full."""
-        if len(job.sequences) > self.limits.max_queue_pairs:  # could never fit: not a transient overload
-            raise LimitExceeded(f"request needs {len(job.sequences)} sequences on model {self.backend.name!r}; "
-                                f"the limit is {self.limits.max_queue_pairs} (max_queue_pairs)")
-        if len(self._pending) + len(job.sequences) > self.limits.max_queue_pairs:
-            raise LimitExceeded(
+    def admit(self, count: int) -> None:
+        """Raises RequestTooLarge or Overloaded unless the queue can take `count` more sequences now."""
+        if count > self.limits.max_queue_pairs:  # could never fit: not a transient overload
+            raise RequestTooLarge(f"request needs {count} sequences on model {self.backend.name!r}; "
+                                  f"the limit is {self.limits.max_queue_pairs} (max_queue_pairs)")
+        if len(self._pending) + count > self.limits.max_queue_pairs:
+            raise Overloaded(
                 f"model {self.backend.name!r} has {len(self._pending)} sequences queued; "
-                f"{len(job.sequences)} more would pass the limit of {self.limits.max_queue_pairs}, retry later")
+                f"{count} more would pass the limit of {self.limits.max_queue_pairs}, retry later")
+
+    def submit(self, job: Job) -> None:
+        """Queues every sequence of `job`; raises as `admit` when the queue cannot take it."""
+        self.admit(len(job.sequences))
         for slot in range(len(job.sequences)):
             item = _Item(job, slot)
             self._pending.append(item)

@@ -10,11 +10,16 @@ from __future__ import annotations
 import pathlib
 from typing import Annotated, Any, Literal, Mapping
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from rescore_sidecar.sidecar import settings
+
 ModelKindName = Literal["auto", "cross-encoder", "bi-encoder"]
+BackendName = Literal["auto", "torch", "openvino"]
+PrecisionName = Literal["auto", "fp32", "bf16", "fp16", "int8"]
+# Keys a model string may carry after its source: `[NAME=]SOURCE[,KEY=VALUE...]`.
+MODEL_OPTION_KEYS = ("kind", "backend", "precision", "calibration_file", "max_length", "max_query_tokens", "revision")
 
 # Name under which the bundled offline model is served when no model is configured.
 DEFAULT_MODEL_NAME = "all-minilm-l6-v2"
@@ -39,19 +44,37 @@ class ModelSpec(BaseModel):
     max_length: int = Field(0, ge=0, description="tokens per pair (cross) or text (bi); 0 = the model's own limit")
     max_query_tokens: int = Field(0, ge=0, description="query token budget; 0 = the server default")
     revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
+    backend: BackendName = Field("auto", description="runtime: auto (torch on CUDA, openvino on CPU when installed), "
+                                                     "torch or openvino; see docs/backends.md")
+    precision: PrecisionName = Field("auto", description="auto (the global dtype), fp32, bf16, fp16 (CUDA) "
+                                                         "or int8 (openvino, calibrated)")
+    calibration_file: str = Field("", description="int8 calibration text (query<TAB>document lines); "
+                                                  "default: the shipped Cranfield sample")
 
     @classmethod
     def parse(cls, value: str | Mapping[str, Any] | ModelSpec) -> ModelSpec:
-        """Accepts `[NAME=]SOURCE`, a mapping of ModelSpec fields, or a ModelSpec."""
+        """Accepts `[NAME=]SOURCE[,KEY=VALUE...]` (KEY in MODEL_OPTION_KEYS), a mapping of
+        ModelSpec fields, or a ModelSpec."""
         if isinstance(value, ModelSpec):
             return value
         if isinstance(value, Mapping):
             return cls(**value)
-        text = str(value).strip()
-        if not text:
+        head, *options = [part.strip() for part in str(value).split(",")]
+        if not head:
             raise ValueError("empty model specification")
-        name, sep, source = text.partition("=")
-        return cls(name=name.strip(), source=source.strip()) if sep else cls(source=text)
+        fields: dict[str, Any] = {}
+        for option in options:
+            key, sep, setting = option.partition("=")
+            if not sep or key.strip() not in MODEL_OPTION_KEYS:
+                raise ValueError(f"model option {option!r}: expected KEY=VALUE with KEY one of "
+                                 f"{', '.join(MODEL_OPTION_KEYS)}")
+            fields[key.strip()] = setting.strip()
+        name, sep, source = head.partition("=")
+        if sep:
+            fields.update(name=name.strip(), source=source.strip())
+        else:
+            fields["source"] = head
+        return cls(**fields)
 
     def display_name(self) -> str:
         if self.name:
@@ -70,6 +93,7 @@ class SidecarConfig(BaseSettings):
     default_model: str = Field("", description="name of the default model (default: the first)")
     host: str = "0.0.0.0"
     port: int = Field(50051, ge=0, le=65535)
+    http_port: int = Field(0, ge=0, le=65535, description="HTTP rerank API port (Cohere/Jina/TEI shapes, on host); 0 = off")
     metrics_port: int = Field(9400, ge=0, le=65535, description="Prometheus /metrics port; 0 = off")
     metrics_host: str = "0.0.0.0"
     device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
@@ -85,7 +109,12 @@ class SidecarConfig(BaseSettings):
     min_deadline_ms: float = Field(5.0, ge=0, description="requests with less time left fail fast with DEADLINE_EXCEEDED")
     drain_seconds: float = Field(20.0, ge=0, description="grace period for in-flight requests on SIGTERM")
     tokenizer_threads: int = Field(2, ge=1)
-    torch_threads: int = Field(0, ge=0, description="intra-op CPU threads; 0 = torch's default")
+    torch_threads: int = Field(0, ge=0, description="intra-op CPU threads (torch and openvino); 0 = the runtime's default")
+    model_cache_dir: str = Field("", description="where exported/quantized model artefacts are cached; "
+                                                 "empty = next to a writable local model, else ~/.cache/rescore-sidecar/models")
+    cache_bytes: ByteSize = Field(ByteSize(256 * 1024 * 1024), ge=0, description=(
+        "score cache size (bytes, or with a unit: 512MiB, 2GB); 0 = off. Remembers model outputs by exact "
+        "input tokens: repeated pairs and seen bi-encoder documents cost no forward pass"))
     tls_cert_file: str = Field("", description="PEM certificate chain; with tls_key_file turns on TLS")
     tls_key_file: str = Field("", description="PEM private key of tls_cert_file")
     tls_client_ca_file: str = Field("", description="PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)")
@@ -100,7 +129,14 @@ class SidecarConfig(BaseSettings):
         if value is None:
             return []
         if isinstance(value, str):
-            value = [part for part in value.split(",") if part.strip()]
+            # "a,b" is two models; "a,backend=openvino,b" attaches the option to a.
+            groups: list[str] = []
+            for part in (p.strip() for p in value.split(",")):
+                if part and groups and part.partition("=")[0].strip() in MODEL_OPTION_KEYS:
+                    groups[-1] += "," + part
+                elif part:
+                    groups.append(part)
+            value = groups
         return [ModelSpec.parse(item) for item in value]
 
     @model_validator(mode="after")
@@ -130,16 +166,7 @@ class SidecarConfig(BaseSettings):
 def load_config(cli_values: Mapping[str, Any] | None = None,
                 config_file: str | pathlib.Path | None = None) -> SidecarConfig:
     """Builds the config with precedence defaults < file < environment < CLI."""
-    file_values: dict[str, Any] = {}
-    if config_file:
-        path = pathlib.Path(config_file)
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ValueError(f"cannot read config file {path}: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ValueError(f"config file {path} must hold a mapping, not {type(loaded).__name__}")
-        file_values = loaded
+    file_values = settings.read_yaml(config_file) if config_file else {}
     from_env = SidecarConfig()
     env_values = {key: getattr(from_env, key) for key in from_env.model_fields_set}
     return SidecarConfig(**{**file_values, **env_values, **(cli_values or {})})

@@ -36,6 +36,19 @@ QUEUE_WAIT = Histogram("rescore_queue_wait_seconds", "Time a request waited befo
 IN_FLIGHT = Gauge("rescore_requests_in_flight", "Rerank requests being served.", registry=REGISTRY)
 MODEL_INFO = Gauge("rescore_model_info", "Served models (value 1).", ["model", "kind", "device", "dtype"],
                    registry=REGISTRY)
+CACHE_HITS = Counter("rescore_cache_hits_total",
+                     "Sequences whose row came from the score cache or another request's identical computation.",
+                     ["model"], registry=REGISTRY)
+CACHE_MISSES = Counter("rescore_cache_misses_total", "Sequences the score cache did not hold (computed).",
+                       ["model"], registry=REGISTRY)
+CACHE_SHARED = Counter("rescore_cache_shared_total",
+                       "Sequences that waited for another request's identical in-flight computation.",
+                       ["model"], registry=REGISTRY)
+CACHE_EVICTIONS = Counter("rescore_cache_evictions_total", "Entries dropped to keep the cache within its size.",
+                          registry=REGISTRY)
+CACHE_BYTES = Gauge("rescore_cache_bytes", "Estimated bytes the score cache holds.", registry=REGISTRY)
+CACHE_ENTRIES = Gauge("rescore_cache_entries", "Entries in the score cache.", registry=REGISTRY)
+CACHE_MAX_BYTES = Gauge("rescore_cache_max_bytes", "The score cache's size setting (0 = off).", registry=REGISTRY)
 
 
 def serve_metrics(host: str, port: int):

@@ -22,8 +22,10 @@ from grpc_reflection.v1alpha import reflection
 from pydantic import ValidationError
 
 from rescore_sidecar.sidecar import metrics
-from rescore_sidecar.sidecar.backend import Backend, load_backend
+from rescore_sidecar.sidecar import settings
+from rescore_sidecar.sidecar.backends import Backend, load_backend
 from rescore_sidecar.sidecar.batching import BatchLimits, ModelQueue
+from rescore_sidecar.sidecar.cache import ScoreCache
 from rescore_sidecar.sidecar.config import SidecarConfig, load_config
 from rescore_sidecar.sidecar.errors import NotReady, InvalidRequest, to_status
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
@@ -71,15 +73,16 @@ class GrpcTransport:
             self._count(model, grpc.StatusCode.CANCELLED, started)
             raise
         except Exception as exc:  # noqa: BLE001 - every error becomes a status
-            code, message = to_status(exc)
-            self._count(model, code, started)
-            await context.abort(code, message)
+            status = to_status(exc)
+            self._count(model, status.code, started)
+            await context.abort(status.code, status.message, status.trailing_metadata())
         finally:
             metrics.IN_FLIGHT.dec()
 
     async def list_models(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
         if self.service is None:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "models are still loading (not SERVING yet)")
+            status = to_status(NotReady("models are still loading (not SERVING yet)"))
+            await context.abort(status.code, status.message, status.trailing_metadata())
         return self.service.list_models()
 
     @staticmethod
@@ -117,6 +120,8 @@ class Sidecar:
         self.server: grpc.aio.Server | None = None
         self.service: RerankService | None = None
         self.port: int | None = None
+        self.http_port: int | None = None
+        self._http_runner = None  # aiohttp AppRunner when http_port is set
         self._stopping = asyncio.Event()
         self._queues: dict[str, ModelQueue] = {}
         self._pools: list[concurrent.futures.Executor] = []
@@ -149,6 +154,13 @@ class Sidecar:
         log.info("listening on %s:%d (%s%s; NOT_SERVING until models are loaded)", cfg.host, self.port,
                  "mutual TLS" if cfg.tls_client_ca_file else "TLS" if credentials else "plaintext",
                  ", bearer token required" if token else "")
+        if cfg.http_port:
+            from rescore_sidecar.sidecar.http import HttpTransport, start_http
+
+            http_transport = HttpTransport(cfg, serving=lambda: self.service is not None and not self.service.draining)
+            self._http_runner, self.http_port = await start_http(http_transport, cfg.host, cfg.http_port)
+            log.info("HTTP rerank API on %s://%s:%d (not ready until models are loaded)",
+                     "https" if cfg.tls_cert_file else "http", cfg.host, self.http_port)
         if cfg.metrics_port:
             metrics.serve_metrics(cfg.metrics_host, cfg.metrics_port)
             log.info("metrics on http://%s:%d/metrics", cfg.metrics_host, cfg.metrics_port)
@@ -170,8 +182,11 @@ class Sidecar:
         default = cfg.default_model or next(iter(backends))
         if default not in backends:
             raise ValueError(f"default_model {default!r} is not among the served models {sorted(backends)}")
-        self.service = RerankService(cfg, backends, self._queues, tokenize_pool, default)
+        cache = ScoreCache(int(cfg.cache_bytes)) if cfg.cache_bytes else None
+        self.service = RerankService(cfg, backends, self._queues, tokenize_pool, default, cache)
         transport.service = self.service
+        if self._http_runner is not None:
+            http_transport.service = self.service
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("SERVING models %s (default %s)", ", ".join(backends), default)
 
@@ -183,7 +198,8 @@ class Sidecar:
         backends: dict[str, Backend] = {}
         for spec in self.config.model_specs():
             backend = load_backend(spec, device=self.config.device, dtype=self.config.dtype,
-                                   default_query_tokens=self.config.max_query_tokens)
+                                   default_query_tokens=self.config.max_query_tokens,
+                                   cache_dir=self.config.model_cache_dir, threads=self.config.torch_threads)
             if backend.name in backends:
                 raise ValueError(f"two models are named {backend.name!r}; give them distinct NAME= prefixes")
             warm_up(backend)
@@ -207,6 +223,8 @@ class Sidecar:
                 await asyncio.sleep(0.05)
             if self.service.in_flight:
                 log.warning("grace period over with %d requests in flight; cancelling them", self.service.in_flight)
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
         if self.server:
             await self.server.stop(max(until - time.monotonic(), 0.5))
         for queue in self._queues.values():
@@ -242,16 +260,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="YAML file with settings (env RESCORE_CONFIG)")
     parser.add_argument("--model", dest="models", action="append", metavar="[NAME=]SOURCE",
                         help="hub id or local path; repeat to serve several; the first is the default")
-    for name, field in SidecarConfig.model_fields.items():
-        if name == "models":
-            continue
-        flag = "--" + name.replace("_", "-")
-        if field.annotation is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, help=field.description)
-        else:
-            default = field.default if field.default_factory is None else field.default_factory()
-            parser.add_argument(flag, dest=name, metavar=name.upper(),
-                                help=f"{field.description or ''} (default: {default!r})".strip())
+    settings.add_flags(parser, SidecarConfig, skip=("models",))
     return parser
 
 

@@ -14,10 +14,11 @@ from typing import Mapping
 import numpy as np
 
 from rescore_sidecar.sidecar import metrics
-from rescore_sidecar.sidecar.backend import CROSS_ENCODER, Backend
+from rescore_sidecar.sidecar.backend import BI_ENCODER, CROSS_ENCODER, Backend
 from rescore_sidecar.sidecar.batching import Job, ModelQueue
+from rescore_sidecar.sidecar.cache import ScoreCache, keys as cache_keys, model_namespace
 from rescore_sidecar.sidecar.config import SidecarConfig
-from rescore_sidecar.sidecar.errors import DeadlineTooShort, NotReady, InvalidRequest, LimitExceeded, ModelNotFound
+from rescore_sidecar.sidecar.errors import DeadlineTooShort, NotReady, InvalidRequest, ModelNotFound, RequestTooLarge
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
 from rescore_sidecar.sidecar.tokenize import TokenizedRequest, tokenize_request
 
@@ -50,8 +51,10 @@ class RerankService:
 
     def __init__(self, config: SidecarConfig, backends: Mapping[str, Backend],
                  queues: Mapping[str, ModelQueue], tokenize_pool: concurrent.futures.Executor,
-                 default_model: str) -> None:
+                 default_model: str, cache: ScoreCache | None = None) -> None:
         self.config = config
+        self.cache = cache
+        self._namespaces = {name: model_namespace(b) for name, b in backends.items()} if cache is not None else {}
         self.backends = dict(backends)
         self.queues = dict(queues)
         self.default_model = default_model
@@ -76,10 +79,10 @@ class RerankService:
         if not request.documents:
             raise InvalidRequest("no documents to rerank")
         if len(request.documents) > cfg.max_documents:
-            raise LimitExceeded(f"{len(request.documents)} documents in one request; the limit is {cfg.max_documents}")
+            raise RequestTooLarge(f"{len(request.documents)} documents in one request; the limit is {cfg.max_documents}")
         size = request.ByteSize()
         if size > cfg.max_request_bytes:
-            raise LimitExceeded(f"request is {size} bytes; the limit is {cfg.max_request_bytes}")
+            raise RequestTooLarge(f"request is {size} bytes; the limit is {cfg.max_request_bytes}")
         if request.score_mode not in _SCORE_MODES:
             raise InvalidRequest(f"unknown score_mode {request.score_mode}")
         name = request.model or self.default_model
@@ -95,20 +98,17 @@ class RerankService:
                       time_remaining: float | None) -> pb.RerankResponse:
         received = time.monotonic()
         deadline = received + time_remaining if time_remaining is not None else None
+        queue = self.queues[backend.name]
+        # Admission before tokenization: a request the queue cannot take costs no tokenizer time.
+        queue.admit(len(request.documents) + (1 if backend.kind == BI_ENCODER else 0))
         loop = asyncio.get_running_loop()
         texts = [doc.text for doc in request.documents]
         started = time.perf_counter()
-        tokenized: TokenizedRequest = await loop.run_in_executor(
-            self._tokenize_pool, tokenize_request, backend, request.query, texts, request.max_query_tokens)
+        tokenized, keys = await loop.run_in_executor(
+            self._tokenize_pool, _prepare, backend, request.query, texts, request.max_query_tokens,
+            self._namespaces.get(backend.name))
         tokenize_seconds = time.perf_counter() - started
-
-        job = Job(tokenized.sequences, deadline, loop.create_future())
-        self.queues[backend.name].submit(job)
-        try:
-            timeout = None if deadline is None else max(deadline - time.monotonic(), 0)
-            rows = await asyncio.wait_for(asyncio.shield(job.future), timeout)
-        finally:
-            job.abandoned = True  # no-op once done; drops queued work if cancelled or timed out
+        rows, job = await self._rows(backend, queue, tokenized.sequences, keys, deadline)
 
         scores = scores_from_rows(backend, rows, raw=request.score_mode == pb.SCORE_MODE_RAW)
         order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
@@ -122,7 +122,8 @@ class RerankService:
         if tokenized.query_truncated:
             metrics.QUERY_TRUNCATED.labels(name).inc()
         finished = time.monotonic()
-        queue_seconds = (job.started_at or finished) - job.enqueued_at
+        queue_seconds = ((job.started_at or finished) - job.enqueued_at) if job else 0.0
+        compute_seconds = job.compute_seconds if job else 0.0
         return pb.RerankResponse(
             results=[pb.Result(index=i, id=request.documents[i].id, score=scores[i],
                                truncated=tokenized.truncated[i]) for i in order],
@@ -131,8 +132,37 @@ class RerankService:
             query_truncated=tokenized.query_truncated,
             request_id=request.request_id,
             timings=pb.Timings(queue_ms=queue_seconds * 1000, tokenize_ms=tokenize_seconds * 1000,
-                               compute_ms=job.compute_seconds * 1000, total_ms=(finished - received) * 1000),
+                               compute_ms=compute_seconds * 1000, total_ms=(finished - received) * 1000),
         )
+
+    async def _rows(self, backend: Backend, queue: ModelQueue, sequences: list, keys: list[bytes] | None,
+                    deadline: float | None) -> tuple[list[np.ndarray], Job | None]:
+        """The model's row for every sequence: from the cache, from another request's job, or computed."""
+        loop = asyncio.get_running_loop()
+        if self.cache is None or keys is None:
+            job = Job(sequences, deadline, loop.create_future())
+            queue.submit(job)
+            await _wait([job], deadline)
+            return job.rows, job
+        plan = self.cache.plan(backend.name, keys)
+        job = None
+        if plan.compute:
+            job = Job([sequences[slot] for slot in plan.compute], deadline, loop.create_future())
+            queue.submit(job)
+            self.cache.register([keys[slot] for slot in plan.compute], job)
+        joined = list({id(other): other for _, other, _ in plan.joins}.values())
+        for other in joined:
+            other.join(deadline)
+        await _wait(([job] if job else []) + joined, deadline)
+        rows = plan.rows
+        if job:
+            for index, slot in enumerate(plan.compute):
+                rows[slot] = job.rows[index]
+        for slot, other, index in plan.joins:
+            rows[slot] = other.rows[index]
+        for slot, source in plan.copies:
+            rows[slot] = rows[source]
+        return rows, job
 
     def list_models(self) -> pb.ListModelsResponse:
         kinds = {CROSS_ENCODER: pb.MODEL_KIND_CROSS_ENCODER}
@@ -145,3 +175,21 @@ class RerankService:
             max_documents=self.config.max_documents,
             max_request_bytes=self.config.max_request_bytes,
         )
+
+
+def _prepare(backend: Backend, query: str, texts: list[str], max_query_tokens: int,
+             namespace: bytes | None) -> tuple[TokenizedRequest, list[bytes] | None]:
+    """Tokenizes and, with the cache on, computes the sequences' cache keys (tokenizer pool)."""
+    tokenized = tokenize_request(backend, query, texts, max_query_tokens)
+    return tokenized, cache_keys(namespace, tokenized.sequences) if namespace is not None else None
+
+
+async def _wait(jobs: list[Job], deadline: float | None) -> None:
+    """Waits until every job has its rows; leaving (done, timed out or cancelled) releases them."""
+    try:
+        if jobs:
+            timeout = None if deadline is None else max(deadline - time.monotonic(), 0)
+            await asyncio.wait_for(asyncio.gather(*(asyncio.shield(job.future) for job in jobs)), timeout)
+    finally:
+        for job in jobs:
+            job.release()  # the last user gone: queued work is dropped (no-op once done)

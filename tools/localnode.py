@@ -3,7 +3,9 @@
 The integ-test zips both projects publish to Maven Central are downloaded once into
 `${RESCORE_CACHE_DIR:-~/.cache/rescore-sidecar}/engines`, unpacked, and started with a
 per-node temporary config/data/log directory on a free loopback port: security off,
-disk watermarks off, a small heap.
+disk watermarks off, a small heap. OpenSearch also gets the standard modules its integ-test
+zip leaves out (lang-painless, analysis-common, mapper-extras, parent-join, reindex), built
+from their Maven Central jars and cached beside the zip (see `OPENSEARCH_MODULES`).
 
     with local_node("opensearch") as node:
         requests.get(node.url)
@@ -171,25 +173,17 @@ def install(engine: str, version: str | None = None, *, quiet: bool = True) -> p
     version = resolve_version(engine, version)
     root = cache_dir()
     home = root / f"{engine}-{version}"
-    if (home / "bin" / engine).exists():
+    if (home / "bin" / engine).exists() and not _missing_modules(engine, home):
         return home
     with _file_lock(root / f".{engine}-{version}.lock"):
         if (home / "bin" / engine).exists():
+            # An install cached before the modules were added gets them now.
+            _install_modules(engine, version, home, quiet=quiet)
             return home
         url = download_url(engine, version)
         zip_path = root / f"{engine}-{version}.zip"
         if not zip_path.exists():
-            if not quiet:
-                print(f"downloading {url}", file=sys.stderr)
-            fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{engine}-{version}.", suffix=".part")
-            try:
-                with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
-                    shutil.copyfileobj(resp, out, 1 << 20)
-                os.replace(tmp, zip_path)
-            except (urllib.error.URLError, OSError) as exc:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise EngineError(f"download of {engine} {version} failed: {url}: {exc}") from exc
+            _download(url, zip_path, what=f"{engine} {version}", quiet=quiet)
         staging = pathlib.Path(tempfile.mkdtemp(dir=root, prefix=f".{engine}-{version}.unpack."))
         try:
             try:
@@ -201,10 +195,143 @@ def install(engine: str, version: str | None = None, *, quiet: bool = True) -> p
             (top,) = [p for p in staging.iterdir() if p.is_dir()]
             for script in (top / "bin").iterdir():
                 script.chmod(0o755)
+            _install_modules(engine, version, top, quiet=quiet)
             os.replace(top, home)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return home
+
+
+def _download(url: str, dest: pathlib.Path, *, what: str, quiet: bool = True) -> None:
+    """Fetches `url` into `dest` atomically (a half-written file never takes its name)."""
+    if not quiet:
+        print(f"downloading {url}", file=sys.stderr)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
+            shutil.copyfileobj(resp, out, 1 << 20)
+        os.replace(tmp, dest)
+    except (urllib.error.URLError, OSError) as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise EngineError(f"download of {what} failed: {url}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- standard modules
+
+@dataclasses.dataclass(frozen=True)
+class _Module:
+    artifact: str                      # org.opensearch.plugin:<artifact> on Maven Central
+    extends: tuple[str, ...] = ()
+    policy: str = ""                   # plugin-security.policy (not published; copied from the sources)
+
+
+# The modules every OpenSearch distribution ships and the integ-test zip leaves out (it has only
+# transport-netty4). Maven Central has each module's jar and a pom naming its dependencies, not the
+# module zip, so the module folder (jars, descriptor, policy) is assembled here, as the build does.
+# Elasticsearch publishes no module jars after 7.x, so its nodes stay as the zip has them.
+OPENSEARCH_MODULES: dict[str, _Module] = {
+    "lang-painless": _Module("lang-painless", policy=(
+        'grant {\n  permission java.lang.RuntimePermission "createClassLoader";\n'
+        '  permission java.lang.RuntimePermission "getClassLoader";\n};\n')),
+    "analysis-common": _Module("analysis-common", extends=("lang-painless",)),
+    "mapper-extras": _Module("mapper-extras-client"),
+    "parent-join": _Module("parent-join-client"),
+    "reindex": _Module("reindex-client", policy=(
+        'grant {\n  permission java.net.SocketPermission "*", "connect";\n};\n'
+        'grant codeBase "${codebase.opensearch-rest-client}" {\n'
+        '  permission java.net.NetPermission "getProxySelector";\n};\n'
+        'grant codeBase "${codebase.httpasyncclient}" {\n'
+        '  permission java.net.NetPermission "getProxySelector";\n};\n')),
+}
+
+
+def standard_modules(engine: str) -> tuple[str, ...]:
+    """Names of the standard modules `install` adds to the engine's integ-test zip."""
+    return tuple(OPENSEARCH_MODULES) if engine == "opensearch" else ()
+
+
+def _missing_modules(engine: str, home: pathlib.Path) -> list[str]:
+    return [name for name in standard_modules(engine) if not (home / "modules" / name).is_dir()]
+
+
+def _maven_file(group: str, artifact: str, version: str, ext: str, *, quiet: bool) -> pathlib.Path:
+    """A Maven Central file, downloaded once into the cache (`engines/maven/...`)."""
+    rel = f"{group.replace('.', '/')}/{artifact}/{version}/{artifact}-{version}.{ext}"
+    path = cache_dir() / "maven" / rel
+    if not path.exists():
+        base = os.environ.get("RESCORE_MAVEN_URL", MAVEN_URL).rstrip("/")
+        _download(f"{base}/{rel}", path, what=f"{group}:{artifact}:{version}", quiet=quiet)
+    return path
+
+
+def _pom_dependencies(pom: pathlib.Path) -> list[tuple[str, str, str]]:
+    """(group, artifact, version) of the pom's compile/runtime, non-optional dependencies."""
+    import xml.etree.ElementTree as ET
+
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    deps = []
+    for dep in ET.parse(pom).getroot().findall("m:dependencies/m:dependency", ns):
+        field = {child.tag.split("}")[1]: (child.text or "").strip() for child in dep}
+        if field.get("scope", "compile") in ("compile", "runtime") and field.get("optional") != "true":
+            deps.append((field["groupId"], field["artifactId"], field["version"]))
+    return deps
+
+
+def _module_jars(artifact: str, version: str, provided: set[str], *, quiet: bool) -> list[pathlib.Path]:
+    """The module's jar and its dependencies' jars, less those the engine's lib/ has.
+    OpenSearch's own artifacts are followed to their dependencies; third-party ones are leaves
+    (their poms list what the OpenSearch poms already name)."""
+    jars: list[pathlib.Path] = []
+    todo, seen = [("org.opensearch.plugin", artifact, version)], set()
+    while todo:
+        group, name, ver = todo.pop(0)
+        if name in seen or name in provided:
+            continue
+        seen.add(name)
+        jars.append(_maven_file(group, name, ver, "jar", quiet=quiet))
+        if group.startswith("org.opensearch"):
+            todo += _pom_dependencies(_maven_file(group, name, ver, "pom", quiet=quiet))
+    return jars
+
+
+def _plugin_class(jar: pathlib.Path) -> str:
+    """The module's plugin class: the one top-level `*Plugin` class outside the SPI packages."""
+    with zipfile.ZipFile(jar) as zf:
+        names = [n for n in zf.namelist() if re.fullmatch(r"org/opensearch/[\w/]+Plugin\.class", n)
+                 and "/spi/" not in n]
+    if len(names) != 1:
+        raise EngineError(f"cannot tell the plugin class of {jar.name}: {names or 'none'}")
+    return names[0][: -len(".class")].replace("/", ".")
+
+
+def _install_modules(engine: str, version: str, home: pathlib.Path, *, quiet: bool = True) -> None:
+    missing = _missing_modules(engine, home)
+    if not missing:
+        return
+    provided = {m.group(1) for p in (home / "lib").glob("*.jar")
+                if (m := re.fullmatch(r"(.+?)-\d[^/]*\.jar", p.name))}
+    for name in missing:
+        module = OPENSEARCH_MODULES[name]
+        jars = _module_jars(module.artifact, version, provided, quiet=quiet)
+        (home / "modules").mkdir(exist_ok=True)
+        staging = pathlib.Path(tempfile.mkdtemp(dir=home / "modules", prefix=f".{name}."))
+        try:
+            for jar in jars:
+                shutil.copyfile(jar, staging / jar.name)
+                (staging / jar.name).chmod(0o644)  # the engine may run as another user
+            (staging / "plugin-descriptor.properties").write_text(
+                f"description=The {name} module (from Maven Central)\nversion={version}\nname={name}\n"
+                f"classname={_plugin_class(jars[0])}\njava.version=11\nopensearch.version={version}\n"
+                f"custom.foldername=\nextended.plugins={','.join(module.extends)}\n"
+                "has.native.controller=false\n")
+            if module.policy:
+                (staging / "plugin-security.policy").write_text(module.policy)
+            staging.chmod(0o755)
+            os.replace(staging, home / "modules" / name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- node

@@ -40,7 +40,8 @@ class SidecarProcess:
 
     def __init__(self, models: Mapping[str, str | os.PathLike], *, extra_args: Sequence[str] = (),
                  port: int | None = None, metrics_port: int | None = None, env: Mapping[str, str] | None = None,
-                 credentials: grpc.ChannelCredentials | None = None, host: str = "127.0.0.1"):
+                 credentials: grpc.ChannelCredentials | None = None, http_port: int | None = None,
+                 host: str = "127.0.0.1"):
         if not models:
             raise ValueError("at least one model NAME -> PATH is needed")
         self.models = {name: str(path) for name, path in models.items()}
@@ -49,6 +50,9 @@ class SidecarProcess:
         self.port = port or free_port()
         self.metrics_port = metrics_port if metrics_port is not None else free_port()
         self.env = dict(env or {})
+        self.http_port = http_port  # HTTP rerank API (--http-port); None = off; 0 = a free port
+        if self.http_port == 0:
+            self.http_port = free_port()
         # For a sidecar started with --tls-*: how the health probe connects (health needs no token).
         self.credentials = credentials
         self.process: subprocess.Popen | None = None
@@ -61,6 +65,12 @@ class SidecarProcess:
         return f"{self.host}:{self.port}"
 
     @property
+    def http_url(self) -> str:
+        if not self.http_port:
+            raise RuntimeError("started without http_port")
+        return f"{'https' if self.credentials else 'http'}://127.0.0.1:{self.http_port}"
+
+    @property
     def metrics_url(self) -> str:
         return f"http://{self.host}:{self.metrics_port}/metrics"
 
@@ -70,6 +80,8 @@ class SidecarProcess:
             cmd += ["--model", f"{name}={path}"]
         cmd += ["--host", self.host, "--port", str(self.port), "--metrics-host", self.host,
                 "--metrics-port", str(self.metrics_port), "--device", "cpu", "--drain-seconds", "0"]
+        if self.http_port:
+            cmd += ["--http-port", str(self.http_port)]
         return cmd + self.extra_args
 
     def log_tail(self, lines: int = 40) -> str:

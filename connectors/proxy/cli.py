@@ -7,7 +7,9 @@ import signal
 import sys
 from typing import Sequence
 
-from rescore_sidecar.connectors.proxy.config import ConfigError, ProxyConfig, load_config
+from rescore_sidecar.connectors.proxy.config import ConfigError, ProxyConfig, build_parser, load_config
+
+__all__ = ["build_parser", "main", "serve"]
 
 
 async def serve(config: ProxyConfig) -> None:

@@ -1,66 +1,79 @@
-"""Proxy settings: one frozen dataclass, filled from defaults < YAML file < environment < flags.
+"""Proxy settings: one frozen pydantic model, filled from defaults < YAML file < environment < flags.
 
-Every flag `--foo-bar` is also environment `RESCORE_PROXY_FOO_BAR` and YAML key `foo_bar`
-(file from `--config` / `RESCORE_PROXY_CONFIG`). Keys that only make sense as structures
-(`arms`, `rescore`) come from YAML or from a JSON string in the flag/environment variable.
+Every setting is the flag `--foo-bar`, the environment variable `RESCORE_PROXY_FOO_BAR` and the
+YAML key `foo_bar` (file from `--config` / `RESCORE_PROXY_CONFIG`); `upstreams` and `sidecars` are
+spelt singular as flags and variables (`--upstream a,b`, `RESCORE_PROXY_SIDECAR`), and YAML takes
+either spelling. Structured settings (`rescore`, `breaker`, `arms`) come from YAML or as JSON
+text. The machinery (file, environment, flags, docs check) is shared with the sidecar's config:
+`rescore_sidecar.sidecar.settings`.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
-import pathlib
 from typing import Any, Mapping, Sequence
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
 from rescore_sidecar.connectors.config import Arm, BreakerConfig, ConnectorConfig, RerankOptions, SidecarClientConfig
+from rescore_sidecar.sidecar import settings
 
 ENV_PREFIX = "RESCORE_PROXY_"
+# Flag (and variable) spelling of the fields whose flag reads better singular (`--upstream a,b`).
+FLAG_NAMES = {"upstreams": "upstream", "sidecars": "sidecar"}
 
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message names it."""
 
 
-@dataclasses.dataclass(frozen=True)
-class ProxyConfig:
-    upstreams: tuple[str, ...] = ()
-    listen: str = "0.0.0.0:9201"
-    sidecars: tuple[str, ...] = ()
-    # Rescore searches that carry no toggle (header, query string or body section).
-    default_enabled: bool = True
+class ProxyConfig(BaseModel):
+    """Everything `rescore-sidecar proxy` can be told."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", coerce_numbers_to_str=True)
+
+    upstreams: tuple[str, ...] = Field(
+        (), description="engine URL(s), comma separated: round-robin, failover on connection errors")
+    listen: str = Field("0.0.0.0:9201", description="HOST:PORT to listen on")
+    sidecars: tuple[str, ...] = Field(
+        (), description="sidecar gRPC target(s), comma separated: HOST:PORT (every address the name resolves to), "
+                       "dns:///HOST:PORT, dns://DNS-IP:PORT/HOST:PORT, ipv4:A:P,B:P; none = never rescore")
+    default_enabled: bool = Field(True, description="rescore searches that carry no toggle (true/false)")
     # Default rescoring options of the connector core (`RerankOptions` fields: window, fields, model, ...).
-    rescore: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    rescore: dict[str, Any] = Field(
+        default_factory=dict, description="JSON object of default rescoring options (window, fields, model, policy, ...)")
     # A/B arms ({name, weight, options}), chosen by the X-Rescore-Key header. An arm's options
     # override the `rescore` defaults; options None = control arm (engine order).
-    arms: tuple[Mapping[str, Any], ...] = ()
-    ab_salt: str = "rescore"
-    # Budget of the whole sidecar step of a search, and the sidecar circuit breaker (`BreakerConfig`).
-    budget_ms: float = 250.0
-    breaker: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    arms: tuple[dict[str, Any], ...] = Field(
+        (), description="JSON list of A/B arms [{name, weight, options}], options null = control arm")
+    ab_salt: str = Field("rescore", description="salt of the A/B hash of X-Rescore-Key (change to reshuffle users)")
+    budget_ms: float = Field(250.0, gt=0, description="milliseconds a search may spend on the sidecar before falling back")
+    breaker: dict[str, Any] = Field(
+        default_factory=dict, description="JSON object of sidecar circuit-breaker settings (window_size, failure_rate, ...)")
     # Transport security towards the sidecar(s): TLS (CA bundle, or the system roots with
     # sidecar_tls), mutual TLS (client certificate + key) and the shared bearer token.
-    sidecar_tls: bool = False
-    sidecar_ca: str | None = None
-    sidecar_client_cert: str | None = None
-    sidecar_client_key: str | None = None
-    sidecar_server_name: str | None = None
-    sidecar_token: str = dataclasses.field(default="", repr=False)
-    sidecar_token_file: str | None = None
+    sidecar_tls: bool = Field(False, description="TLS to the sidecar with the system's trusted roots (true/false; implied by --sidecar-ca)")
+    sidecar_ca: str | None = Field(None, description="CA bundle (PEM) to verify the sidecar's certificate (turns on TLS)")
+    sidecar_client_cert: str | None = Field(None, description="client certificate chain (PEM) presented to the sidecar (mutual TLS)")
+    sidecar_client_key: str | None = Field(None, description="key (PEM) of --sidecar-client-cert")
+    sidecar_server_name: str | None = Field(None, description="name expected in the sidecar's certificate, if not the host of --sidecar")
+    sidecar_token: str = Field("", repr=False, description="shared bearer token for the sidecar (prefer --sidecar-token-file or the environment)")
+    sidecar_token_file: str | None = Field(None, description="file holding the sidecar's shared bearer token")
     # TLS towards the upstream cluster.
-    upstream_ca: str | None = None
-    upstream_insecure: bool = False
-    upstream_client_cert: str | None = None
-    upstream_client_key: str | None = None
+    upstream_ca: str | None = Field(None, description="CA bundle (PEM) to verify the upstream's certificate")
+    upstream_insecure: bool = Field(False, description="do not verify the upstream's TLS certificate (true/false)")
+    upstream_client_cert: str | None = Field(None, description="client certificate (PEM) presented to the upstream")
+    upstream_client_key: str | None = Field(None, description="key of the client certificate (PEM), if not inside the cert file")
     # Limits and timeouts (seconds). The request limit matches Elasticsearch's own default.
-    max_request_bytes: int = 100 * 1024 * 1024
+    max_request_bytes: int = Field(100 * 1024 * 1024, gt=0, description="reject request bodies larger than this with 413")
     # Search bodies nested deeper than this get a 400 from the proxy: OpenSearch 2.19 dies with a
     # StackOverflowError on a bool query nested ~350 deep (~1000 JSON levels). 0 = no check.
-    max_json_depth: int = 200
-    connect_timeout: float = 10.0
-    upstream_timeout: float = 300.0
-    max_connections: int = 512
-    log_level: str = "INFO"
+    max_json_depth: int = Field(200, ge=0, description="reject search bodies nested deeper than this with 400 (0 = off)")
+    connect_timeout: float = Field(10.0, gt=0, description="seconds to open a connection to the upstream")
+    upstream_timeout: float = Field(300.0, gt=0, description="seconds for the upstream's whole answer")
+    max_connections: int = Field(512, ge=0, description="upstream connection pool size (0 = unlimited)")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
 
     @property
     def listen_host(self) -> str:
@@ -70,7 +83,39 @@ class ProxyConfig:
     def listen_port(self) -> int:
         return int(self.listen.rsplit(":", 1)[1])
 
-    def __post_init__(self) -> None:
+    @field_validator("upstreams", "sidecars", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str) and info.field_name == "sidecars":
+            from rescore_sidecar.connectors.endpoints import split_targets  # keeps ipv4:a:p,b:p whole
+
+            return split_targets(value)
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    @field_validator("default_enabled", "sidecar_tls", "upstream_insecure", mode="before")
+    @classmethod
+    def _bool(cls, value: Any, info: Any) -> bool:
+        return _parse_bool(info.field_name, value)
+
+    @field_validator("rescore", "breaker", mode="before")
+    @classmethod
+    def _mapping(cls, value: Any, info: Any) -> Any:
+        parsed = _parse_json(info.field_name, value)
+        if parsed is None:
+            return {}
+        if not isinstance(parsed, Mapping):
+            raise ValueError("expected a mapping")
+        return dict(parsed)
+
+    @field_validator("arms", mode="before")
+    @classmethod
+    def _arms(cls, value: Any) -> tuple[dict[str, Any], ...]:
+        return _parse_arms(value)
+
+    @model_validator(mode="after")
+    def _check(self) -> ProxyConfig:
         if not self.upstreams:
             raise ConfigError("upstreams: at least one upstream URL is required (--upstream)")
         for url in self.upstreams:
@@ -79,20 +124,10 @@ class ProxyConfig:
         host, sep, port = self.listen.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ConfigError(f"listen: {self.listen!r} must be HOST:PORT")
-        if self.max_request_bytes <= 0:
-            raise ConfigError("max_request_bytes must be positive")
-        if self.max_json_depth < 0:
-            raise ConfigError("max_json_depth must be >= 0 (0 = no check)")
-        for name in ("connect_timeout", "upstream_timeout"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be positive")
-        if self.max_connections < 0:
-            raise ConfigError("max_connections must be >= 0 (0 = unlimited)")
         if bool(self.upstream_client_key) and not self.upstream_client_cert:
             raise ConfigError("upstream_client_key needs upstream_client_cert")
-        if self.budget_ms <= 0:
-            raise ConfigError("budget_ms must be positive")
         self.connector_config()  # rescoring options, arms and breaker are the core's to check
+        return self
 
     def connector_config(self) -> ConnectorConfig:
         """The connector core's configuration: the proxy reranks exactly as the Python wrappers do."""
@@ -116,12 +151,6 @@ class ProxyConfig:
             raise ConfigError(f"rescoring settings: {exc}") from None
 
 
-def _split_list(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return tuple(v.strip() for v in value.split(",") if v.strip())
-    return tuple(str(v).strip() for v in value)
-
-
 def _parse_bool(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -130,7 +159,7 @@ def _parse_bool(name: str, value: Any) -> bool:
         return True
     if text in ("0", "false", "no", "off"):
         return False
-    raise ConfigError(f"{name}: expected a boolean, got {value!r}")
+    raise ConfigError(f"expected a boolean, got {value!r}")
 
 
 def _parse_json(name: str, value: Any) -> Any:
@@ -139,148 +168,81 @@ def _parse_json(name: str, value: Any) -> Any:
     try:
         return json.loads(value)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{name}: not valid JSON: {exc}") from None
+        raise ConfigError(f"not valid JSON: {exc}") from None
 
 
 def _parse_arms(value: Any) -> tuple[dict[str, Any], ...]:
     """[{name, weight, options: {...}}]; `options: null` or `enabled: false` = control arm."""
     value = _parse_json("arms", value)
+    if isinstance(value, tuple):
+        value = list(value)
     if not isinstance(value, list):
-        raise ConfigError("arms: expected a list of {name, weight, options}")
+        raise ConfigError("expected a list of {name, weight, options}")
     arms = []
     for item in value:
-        if not isinstance(item, dict) or "name" not in item:
-            raise ConfigError(f"arms: each arm needs a name, got {item!r}")
+        if not isinstance(item, Mapping) or "name" not in item:
+            raise ConfigError(f"each arm needs a name, got {item!r}")
         unknown = set(item) - {"name", "weight", "enabled", "options"}
         if unknown:
-            raise ConfigError(f"arms: unknown keys {sorted(unknown)} in arm {item['name']!r}")
+            raise ConfigError(f"unknown keys {sorted(unknown)} in arm {item['name']!r}")
         try:
             weight = float(item.get("weight", 1.0))
         except (TypeError, ValueError):
-            raise ConfigError(f"arms: weight of {item['name']!r} must be a number") from None
+            raise ConfigError(f"weight of {item['name']!r} must be a number") from None
         options = item.get("options", {})
-        if options is not None and not isinstance(options, dict):
-            raise ConfigError(f"arms: options of {item['name']!r} must be a mapping")
+        if options is not None and not isinstance(options, Mapping):
+            raise ConfigError(f"options of {item['name']!r} must be a mapping")
         control = options is None or not _parse_bool("arms.enabled", item.get("enabled", True))
         arms.append({"name": str(item["name"]), "weight": weight,
                      "options": None if control else dict(options)})
     return tuple(arms)
 
 
-def _convert(name: str, value: Any) -> Any:
-    """Turns a raw value (string from env/flags, or YAML scalar) into the field's type."""
+def flag_name(field: str) -> str:
+    """The field's name as a flag / variable stem: `upstreams` -> `upstream`."""
+    return FLAG_NAMES.get(field, field)
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a field: `max_json_depth` -> `RESCORE_PROXY_MAX_JSON_DEPTH`."""
+    return ENV_PREFIX + flag_name(field).upper()
+
+
+def _file_values(path: str) -> dict[str, Any]:
     try:
-        if name == "sidecars" and isinstance(value, str):
-            from rescore_sidecar.connectors.endpoints import split_targets  # keeps ipv4:a:p,b:p whole
-
-            return split_targets(value)
-        if name in ("upstreams", "sidecars"):
-            return _split_list(value)
-        if name in ("default_enabled", "upstream_insecure", "sidecar_tls"):
-            return _parse_bool(name, value)
-        if name in ("max_request_bytes", "max_connections", "max_json_depth"):
-            return int(value)
-        if name in ("connect_timeout", "upstream_timeout", "budget_ms"):
-            return float(value)
-        if name == "arms":
-            return _parse_arms(value)
-        if name in ("rescore", "breaker"):
-            parsed = _parse_json(name, value) or {}
-            if not isinstance(parsed, dict):
-                raise ConfigError(f"{name}: expected a mapping")
-            return parsed
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(f"{name}: invalid value {value!r}") from None
-    return None if value is None else str(value)
-
-
-FIELDS = {f.name for f in dataclasses.fields(ProxyConfig)}
-# Flag spelling for fields whose flag reads better singular (`--upstream a,b`).
-FLAG_NAMES = {"upstreams": "upstream", "sidecars": "sidecar"}
-FLAG_HELP = {
-    "upstreams": "engine URL(s), comma separated: round-robin, failover on connection errors",
-    "listen": "HOST:PORT to listen on (default 0.0.0.0:9201)",
-    "sidecars": "sidecar gRPC target(s), comma separated: HOST:PORT (every address the name resolves to), dns:///HOST:PORT, dns://DNS-IP:PORT/HOST:PORT, ipv4:A:P,B:P; none = never rescore",
-    "default_enabled": "rescore searches that carry no toggle (true/false, default true)",
-    "rescore": "JSON object of default rescoring options (window, fields, model, policy, ...)",
-    "arms": "JSON list of A/B arms [{name, weight, options}], options null = control arm",
-    "ab_salt": "salt of the A/B hash of X-Rescore-Key (change to reshuffle users)",
-    "budget_ms": "milliseconds a search may spend on the sidecar before falling back (default 250)",
-    "breaker": "JSON object of sidecar circuit-breaker settings (window_size, failure_rate, ...)",
-    "sidecar_tls": "TLS to the sidecar with the system's trusted roots (true/false; implied by --sidecar-ca)",
-    "sidecar_ca": "CA bundle (PEM) to verify the sidecar's certificate (turns on TLS)",
-    "sidecar_client_cert": "client certificate chain (PEM) presented to the sidecar (mutual TLS)",
-    "sidecar_client_key": "key (PEM) of --sidecar-client-cert",
-    "sidecar_server_name": "name expected in the sidecar's certificate, if not the host of --sidecar",
-    "sidecar_token": "shared bearer token for the sidecar (prefer --sidecar-token-file or the environment)",
-    "sidecar_token_file": "file holding the sidecar's shared bearer token",
-    "upstream_ca": "CA bundle (PEM) to verify the upstream's certificate",
-    "upstream_insecure": "do not verify the upstream's TLS certificate (true/false)",
-    "upstream_client_cert": "client certificate (PEM) presented to the upstream",
-    "upstream_client_key": "key of the client certificate (PEM), if not inside the cert file",
-    "max_request_bytes": "reject request bodies larger than this with 413 (default 100 MiB)",
-    "max_json_depth": "reject search bodies nested deeper than this with 400 (default 200, 0 = off)",
-    "connect_timeout": "seconds to open a connection to the upstream (default 10)",
-    "upstream_timeout": "seconds for the upstream's whole answer (default 300)",
-    "max_connections": "upstream connection pool size (default 512, 0 = unlimited)",
-    "log_level": "DEBUG, INFO, WARNING, ERROR (default INFO)",
-}
-
-
-def _flag(name: str) -> str:
-    return FLAG_NAMES.get(name, name).replace("_", "-")
-
-
-def _env_name(name: str) -> str:
-    return ENV_PREFIX + FLAG_NAMES.get(name, name).upper()
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="rescore-sidecar proxy",
-        description="HTTP reverse proxy in front of Elasticsearch/OpenSearch that reranks searches "
-                    f"through the sidecar. Every flag is also environment {ENV_PREFIX}<FLAG>.")
-    parser.add_argument("--config", help="YAML file with the same keys as the flags (snake_case)")
-    for name in sorted(FIELDS):
-        parser.add_argument(f"--{_flag(name)}", dest=name, default=None, help=FLAG_HELP.get(name),
-                            metavar=_flag(name).upper().replace("-", "_"))
-    return parser
-
-
-def _load_yaml(path: str) -> dict[str, Any]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(pathlib.Path(path).read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config: {path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config: {path} must hold a mapping of settings")
-    # Accept the flag spelling too (`upstream:` as well as `upstreams:`).
+        data = settings.read_yaml(path)
+    except ValueError as exc:
+        raise ConfigError(f"config: {exc}") from None
+    # Accept the flag spelling too (`upstream:` as well as `upstreams:`, dashes as underscores).
     aliases = {v: k for k, v in FLAG_NAMES.items()}
-    data = {aliases.get(k.replace("-", "_"), k.replace("-", "_")): v for k, v in data.items()}
-    unknown = set(data) - FIELDS
+    data = {aliases.get(str(k).replace("-", "_"), str(k).replace("-", "_")): v for k, v in data.items()}
+    unknown = set(data) - set(ProxyConfig.model_fields)
     if unknown:
         raise ConfigError(f"config: unknown keys {sorted(unknown)} in {path}")
     return data
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's flags, one per `ProxyConfig` field, values parsed by the model as from env/YAML.
+    (Here rather than in cli.py so that `load_config(argv)` needs no import of the CLI.)"""
+    parser = argparse.ArgumentParser(
+        prog="rescore-sidecar proxy", argument_default=argparse.SUPPRESS,
+        description="HTTP reverse proxy in front of Elasticsearch/OpenSearch that reranks searches "
+                    f"through the sidecar. Every flag is also environment {ENV_PREFIX}<FLAG>.")
+    parser.add_argument("--config", help=f"YAML file with the same keys as the flags (snake_case); env {ENV_PREFIX}CONFIG")
+    # Booleans take a value (`--default-enabled off`), as they always have.
+    settings.add_flags(parser, ProxyConfig, flag_name=flag_name, bool_switches=False)
+    return parser
+
+
 def load_config(argv: Sequence[str] = (), environ: Mapping[str, str] | None = None) -> ProxyConfig:
     """Defaults < YAML (`--config`/`RESCORE_PROXY_CONFIG`) < environment < flags."""
     environ = os.environ if environ is None else environ
-    args = build_parser().parse_args(list(argv))
-    raw: dict[str, Any] = {}
-    config_path = args.config or environ.get(ENV_PREFIX + "CONFIG")
-    if config_path:
-        raw.update(_load_yaml(config_path))
-    for name in FIELDS:
-        if _env_name(name) in environ:
-            raw[name] = environ[_env_name(name)]
-        if getattr(args, name) is not None:
-            raw[name] = getattr(args, name)
-    values = {name: _convert(name, value) for name, value in raw.items()}
-    return ProxyConfig(**values)
+    flags = vars(build_parser().parse_args(list(argv)))
+    config_path = flags.pop("config", None) or environ.get(ENV_PREFIX + "CONFIG")
+    raw = {**(_file_values(config_path) if config_path else {}),
+           **settings.env_values(ProxyConfig, environ, env_name), **flags}
+    try:
+        return ProxyConfig(**raw)
+    except ValidationError as exc:
+        raise ConfigError(settings.describe_errors(exc)) from None

@@ -16,7 +16,6 @@ LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 
 class ProxyMetrics:
     registry: CollectorRegistry
     requests: Counter
-    fallbacks: Counter
     added_latency: Histogram
     upstream_errors: Counter
     # Label children by label values: `labels()` lookups are a measurable part of a request.
@@ -32,7 +31,8 @@ class ProxyMetrics:
         children[1].observe(added_seconds)
 
     def render(self) -> tuple[bytes, str]:
-        """The proxy's metrics, then the process-wide ones (connector core: rescore_connector_*)."""
+        """The proxy's metrics, then the process-wide ones (connector core: rescore_connector_*,
+        fallbacks included: counted once there, per search)."""
         return generate_latest(self.registry) + generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
@@ -44,9 +44,6 @@ def create_metrics() -> ProxyMetrics:
             "rescore_proxy_requests", "Requests handled, by route (search, msearch, other), "
             "status code, A/B arm and rescoring outcome (reranked, fallback, off, passthrough)",
             ["route", "status", "arm", "outcome"], registry=registry),
-        fallbacks=Counter(
-            "rescore_proxy_fallbacks", "Searches answered in engine order because rescoring failed, "
-            "by reason", ["reason"], registry=registry),
         added_latency=Histogram(
             "rescore_proxy_added_latency_seconds", "Time the proxy adds on top of the upstream's "
             "answer (rewriting, rescoring, copying), by route", ["route"],

@@ -2,7 +2,8 @@
 
 The HTTP side lives here (bodies, encodings, NDJSON, headers, marks). Planning, windowing, text
 extraction, `_source` transparency, pagination, A/B arms, budget, breaker and fallback are the
-connector core's (`rescore_sidecar.connectors.rescoring_async.AsyncRescorer`), shared with the Python wrappers.
+connector core's (`rescore_sidecar.connectors.search_steps`), shared with the Python wrappers: the
+proxy drives the same steps, with its own engine call in between.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import zlib
 from typing import Any, Mapping
 from urllib.parse import urlencode
 
+import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -21,12 +23,13 @@ from rescore_sidecar.connectors import arms
 from rescore_sidecar.connectors.config import RerankOptions
 from rescore_sidecar.connectors.core import MARKER_KEY
 from rescore_sidecar.connectors.proxy import routes
-from rescore_sidecar.connectors.proxy.app import ProxyState, error_response, read_limited, record, relay
+from rescore_sidecar.connectors.proxy.http import ProxyState, error_response, read_limited, record, relay
 from rescore_sidecar.connectors.proxy.config import ProxyConfig
 from rescore_sidecar.connectors.proxy.toggle import (ARM_KEY_HEADER, BODY_SECTION, TOGGLE_HEADER, ToggleError,
                                      merge_toggles)
 from rescore_sidecar.connectors.proxy.upstream import forward_headers, response_headers
 from rescore_sidecar.connectors.rescoring_async import AsyncRescorer
+from rescore_sidecar.connectors.search_steps import EngineSearch, msearch_steps, resume_async, search_steps
 
 # Response headers the proxy sets on every search it handles.
 MARK_HEADER = "X-Rescore"
@@ -169,22 +172,13 @@ async def handle_search(request: web.BaseRequest, state: ProxyState, route: str,
         if data is None:
             raise _Untouched
         rerank = merge_toggles(header_toggle, query_toggle)
-        choice = _resolve(state, rerank, ab_key)
-        # Parse only what needs reading: a search to rescore, or a body section to strip.
-        if BODY_SECTION.encode() in data or (choice is not None and choice.options.enabled):
-            if route == routes.SEARCH:
-                body = _parse_object(data)
-                section = body.pop(BODY_SECTION, None) if body is not None else None
-            else:
-                body = _parse_msearch(data)
-                sections = [b.pop(BODY_SECTION, None) for _, b in body]
-                section = sections[0]
-                if any(s != section for s in sections):
-                    raise ToggleError(f"{BODY_SECTION}: every search of one _msearch must carry "
-                                      "the same section (or use the X-Rescore header)")
+        if BODY_SECTION.encode() in data:  # a body section to strip (and to merge) first
+            body, section = _parse(route, data)
             if section is not None:
                 rerank = merge_toggles(header_toggle, query_toggle, section)
-                choice = _resolve(state, rerank, ab_key)
+        choice = _resolve(state, rerank, ab_key)  # once per request
+        if body is None and choice is not None and choice.options.enabled:
+            body, _ = _parse(route, data)  # parse only a search to rescore
     except (ToggleError, ValueError, TypeError) as exc:
         record(state, route, 400, "", "error", time.perf_counter() - started)
         return error_response(400, "rescore_toggle_exception", str(exc))
@@ -201,12 +195,25 @@ async def handle_search(request: web.BaseRequest, state: ProxyState, route: str,
         return await _forward(request, state, route, raw_path, raw_query, headers, raw,
                               _marks(None, choice.arm if choice else None), started)
     try:
-        return await _rescore(request, state, route, raw_path, raw_query, headers, body, rerank,
-                              ab_key, choice.arm, started)
+        return await _rescore(request, state, route, raw_path, raw_query, headers, body, choice,
+                              started)
     except RecursionError:
         # Parsed, but nested too deep to write back out: the engine judges the original bytes.
         return await _forward(request, state, route, raw_path, raw_query, headers, raw,
                               _marks(None, choice.arm), started)
+
+
+def _parse(route: str, data: bytes) -> tuple[Any, Any]:
+    """(search body or msearch pairs, the `rescore_sidecar` body section popped from them)."""
+    if route == routes.SEARCH:
+        body = _parse_object(data)
+        return body, (body.pop(BODY_SECTION, None) if body is not None else None)
+    pairs = _parse_msearch(data)
+    sections = [b.pop(BODY_SECTION, None) for _, b in pairs]
+    if any(s != sections[0] for s in sections):
+        raise ToggleError(f"{BODY_SECTION}: every search of one _msearch must carry "
+                          "the same section (or use the X-Rescore header)")
+    return pairs, sections[0]
 
 
 def _resolve(state: ProxyState, rerank: Any, ab_key: str | None) -> arms.Choice | None:
@@ -238,65 +245,63 @@ async def _forward(request: web.BaseRequest, state: ProxyState, route: str, raw_
     return response
 
 
+async def _call_engine(request: web.BaseRequest, state: ProxyState, raw_path: str, query: str,
+                       headers: CIMultiDict[str], data: bytes) -> tuple[aiohttp.ClientResponse, dict]:
+    """The engine's answer to the rewritten search: (response, parsed JSON body); EngineAnswer
+    when it is not a readable 200."""
+    upstream = await state.upstreams.request(state.session, request.method, raw_path, query, headers, data, True)
+    try:
+        answer = await upstream.read()
+    finally:
+        upstream.release()
+    decoded = _decode(answer, upstream.headers.get("Content-Encoding", ""))
+    parsed = None
+    if upstream.status == 200 and decoded is not None:
+        try:
+            parsed = json.loads(decoded)
+        except ValueError:
+            pass
+    if not isinstance(parsed, dict):
+        raise EngineAnswer(upstream.status, upstream.reason or "", upstream.headers, answer)
+    return upstream, parsed
+
+
 async def _rescore(request: web.BaseRequest, state: ProxyState, route: str, raw_path: str,
-                   raw_query: str, headers: CIMultiDict[str], body: Any, rerank: Any,
-                   ab_key: str | None, arm: str | None, started: float) -> web.StreamResponse:
+                   raw_query: str, headers: CIMultiDict[str], body: Any, choice: arms.Choice,
+                   started: float) -> web.StreamResponse:
     params = routes.query_params(raw_query)
+    arm = choice.arm
     headers.popall("Content-Encoding", None)
     # Accept-Encoding stays: engine errors must reach the client exactly as the engine sends them.
     if "Content-Type" not in headers:  # keep the client's (it may carry a compatibility version)
         headers["Content-Type"] = ("application/x-ndjson" if route == routes.MSEARCH
                                    else "application/json")
-    engine: dict[str, Any] = {"waited": 0.0}
-
-    async def call_engine(data: bytes, query: str) -> dict:
-        t0 = time.perf_counter()
-        upstream = await state.upstreams.request(state.session, request.method, raw_path, query,
-                                                 headers, data, True)
-        try:
-            answer = await upstream.read()
-        finally:
-            upstream.release()
-        engine["waited"] += time.perf_counter() - t0
-        engine["response"] = upstream
-        decoded = _decode(answer, upstream.headers.get("Content-Encoding", ""))
-        parsed = None
-        if upstream.status == 200 and decoded is not None:
-            try:
-                parsed = json.loads(decoded)
-            except ValueError:
-                pass
-        if not isinstance(parsed, dict):
-            raise EngineAnswer(upstream.status, upstream.reason or "", upstream.headers, answer)
-        return parsed
-
-    async def engine_search(b: dict, p: dict) -> dict:
+    config = state.rescorer.config
+    if route == routes.SEARCH:
+        steps = search_steps(config, body, params, choice=choice)
+    else:
+        steps = msearch_steps(config, [x for pair in body for x in pair], params, choice=choice)
+    call = next(steps)  # the engine call the plan asks for
+    if isinstance(call, EngineSearch):
         # The plan may have moved from/size/_source from the URL into the body.
-        query = raw_query if p == params else urlencode(p)
-        return await call_engine(_dumps(b), query)
-
-    async def engine_msearch(lines: list, p: dict) -> dict:
-        return await call_engine(_ndjson(lines), raw_query)
-
+        data, query = _dumps(call.body), (raw_query if call.params == params else urlencode(call.params))
+    else:
+        data, query = _ndjson(call.lines), raw_query
+    t0 = time.perf_counter()
     try:
-        if route == routes.SEARCH:
-            out = await state.rescorer.search(engine_search, body, params, rerank=rerank,
-                                              ab_key=ab_key)
-            mark = out.get(MARKER_KEY)
-        else:
-            searches = [x for pair in body for x in pair]
-            out = await state.rescorer.msearch(engine_msearch, searches, params, rerank=rerank,
-                                               ab_key=ab_key)
-            mark = _msearch_mark(out.get("responses", []))
+        upstream, parsed = await _call_engine(request, state, raw_path, query, headers, data)
     except EngineAnswer as answer:
         # Engine errors (and answers the proxy cannot read) reach the client as the engine sent them.
+        steps.close()
         out_headers = response_headers(answer.headers)
         out_headers.update(_marks({"skipped": "engine_error"}, arm))
         record(state, route, answer.status, arm or "", "engine_error",
-               time.perf_counter() - started - engine["waited"])
+               t0 - started)
         return web.Response(status=answer.status, reason=answer.reason, body=answer.body,
                             headers=out_headers)
-    upstream = engine["response"]
+    waited = time.perf_counter() - t0
+    out = await resume_async(steps, parsed, state.rescorer.sidecar)
+    mark = out.get(MARKER_KEY) if route == routes.SEARCH else _msearch_mark(out.get("responses", []))
     out_headers = response_headers(upstream.headers, drop=("Content-Encoding",))
     data = _dumps(out)
     if upstream.headers.get("Content-Encoding", "").strip().lower() in ("gzip", "x-gzip"):
@@ -305,12 +310,8 @@ async def _rescore(request: web.BaseRequest, state: ProxyState, route: str, raw_
         out_headers["Content-Encoding"] = "gzip"
     marks = _marks(mark if isinstance(mark, dict) else None, arm)
     out_headers.update(marks)
-    outcome = marks[MARK_HEADER]
-    if outcome == "fallback":
-        for reason in marks[FALLBACK_HEADER].split(","):
-            state.metrics.fallbacks.labels(reason).inc()
+    # Fallbacks are counted once, per search, by the connector core (rescore_connector_fallbacks_total).
     response = web.Response(status=upstream.status, reason=upstream.reason, body=data,
                             headers=out_headers)
-    record(state, route, upstream.status, arm or "", outcome,
-           time.perf_counter() - started - engine["waited"])
+    record(state, route, upstream.status, arm or "", marks[MARK_HEADER], time.perf_counter() - started - waited)
     return response

@@ -228,7 +228,7 @@ def test_odd_sources_through_connector_and_proxy(opensearch_node, indices, sidec
     try:
         direct = client.search(index=ODD, body=body, rerank={"query": "wing"})
     finally:
-        client.rescorer.sidecar.close()
+        client.close()
     assert direct["_rescore"]["reranked"], direct["_rescore"]
     assert sorted(h["_id"] for h in direct["hits"]["hits"]) == indices
     r = proxy_search(proxy, ODD, {**body, "rescore_sidecar": {"query": "wing"}})
@@ -268,9 +268,9 @@ def test_ten_thousand_hits_fall_back_without_opening_the_breaker(opensearch_node
             assert len(out["hits"]["hits"]) == 10_000
             assert out["_rescore"]["fallback"] == "too_large", out["_rescore"]
         after = client.search(index=MANY, body={**body, "size": 20}, rerank={"window": 20})["_rescore"]
-        assert after["reranked"], (after, {t: b.state for t, b in client.rescorer.sidecar.targets.breakers.items()})
+        assert after["reranked"], (after, {t: b.state for t, b in client.rescorer.sidecar.endpoints.breakers.items()})
     finally:
-        client.rescorer.sidecar.close()
+        client.close()
     for _ in range(2):
         r = proxy_search(proxy, MANY, {**body, "rescore_sidecar": rerank_all})
         assert r.status_code == 200 and len(r.json()["hits"]["hits"]) == 10_000

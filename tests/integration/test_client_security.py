@@ -100,7 +100,7 @@ def _search(node, config: ConnectorConfig) -> dict:
     try:
         return client.search(index=INDEX, body=QUERY)
     finally:
-        client.rescorer.sidecar.close()
+        client.close()
 
 
 async def _search_async(node, config: ConnectorConfig) -> dict:
@@ -108,8 +108,7 @@ async def _search_async(node, config: ConnectorConfig) -> dict:
     try:
         return await client.search(index=INDEX, body=QUERY)
     finally:
-        await client.rescorer.close()
-        await client.client.close()
+        await client.close()
 
 
 def _engine_ids(node) -> list[str]:

@@ -65,8 +65,7 @@ def _run(node, mode: str, config: ConnectorConfig, calls):
         try:
             return [dict(getattr(client, m)(**kw)) for m, kw in calls]
         finally:
-            client.rescorer.sidecar.close()
-            client.client.close()
+            client.close()
 
     async def go():
         client = _wrap(node, mode, config)
@@ -200,7 +199,9 @@ def test_fallback_when_sidecar_is_overloaded(indexed, tiny_cross_encoder):
     extra = ["--max-queue-pairs", "41", "--max-wait-ms", "3000", "--max-batch-pairs", "1000",
              "--max-batch-tokens", "1000000"]
     with sidecar_process({"tiny": tiny_cross_encoder}, extra_args=extra) as small:
-        filler = rescore_pb2.RerankRequest(query="q", documents=[rescore_pb2.Document(text="x")] * 40)
+        # 40 distinct documents: identical ones would be queued once (the score cache computes a
+        # sequence once however many requests ask for it).
+        filler = rescore_pb2.RerankRequest(query="q", documents=[rescore_pb2.Document(text=f"x{i}") for i in range(40)])
         with grpc.insecure_channel(small.address) as channel:
             pending = rescore_pb2_grpc.RerankerStub(channel).Rerank.future(filler, timeout=30)
             deadline = time.monotonic() + 10
@@ -235,7 +236,7 @@ def test_breaker_opens_and_closes_after_sidecar_returns(indexed, tiny_cross_enco
         now[0] += 30.0
         out = client.search(index=INDEX, body={"query": QUERY})  # the half-open probe reaches the sidecar
         assert out["_rescore"]["reranked"] is True
-        assert rescorer.sidecar.targets.breakers[proc.address].state == "closed"
+        assert rescorer.sidecar.endpoints.breakers[proc.address].state == "closed"
         assert client.search(index=INDEX, body={"query": QUERY})["_rescore"]["reranked"] is True
     finally:
         rescorer.sidecar.close()

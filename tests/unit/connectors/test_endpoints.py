@@ -8,7 +8,7 @@ import time
 import pytest
 
 from rescore_sidecar.connectors.config import OutlierConfig
-from rescore_sidecar.connectors.endpoints import (EJECTED, FAILING, HEALTHY, EndpointPool, NoEndpoint, parse_target,
+from rescore_sidecar.connectors.endpoints import (EJECTED, FAILING, HEALTHY, EndpointPool, parse_target,
                                                   resolve_system, split_targets)
 
 A, B, C = "10.0.0.1:50051", "10.0.0.2:50051", "10.0.0.3:50051"
@@ -191,10 +191,21 @@ def test_an_ejection_asks_for_a_resolution_soon():
     _wait(lambda: len(calls) == 2)
 
 
-def test_unresolvable_name_is_no_endpoint_not_a_crash():
-    p = EndpointPool("nowhere.invalid:1", resolve=lambda: (_ for _ in ()).throw(OSError("NXDOMAIN")))
-    with pytest.raises(NoEndpoint, match="no address"):
-        p.pick()
+def test_unresolvable_name_is_the_target_itself_until_a_resolution_works():
+    answers: list = [OSError("NXDOMAIN"), [A, B]]
+
+    def resolve():
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    clock = Clock()
+    p = EndpointPool("nowhere.test:1", OutlierConfig(resolve_seconds=1), clock=clock, resolve=resolve)
+    assert p.pick() == "nowhere.test:1"  # gRPC's resolver tries it; its error is the call's
+    clock.now += 1
+    p.pick()
+    _wait(lambda: p.addresses() == [A, B])
 
 
 def test_outlier_config_is_checked():

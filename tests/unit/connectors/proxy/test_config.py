@@ -94,3 +94,45 @@ def test_toggles():
     # Most specific wins: body > query > header; options merge.
     assert merge_toggles('{"window": 5}', "off", {"policy": "rrf"}) == {"window": 5, "policy": "rrf", "enabled": True}
     assert merge_toggles('{"window": 5}', "off") == {"window": 5, "enabled": False}
+
+
+def test_every_setting_is_documented_in_one_row():
+    import pathlib
+
+    from rescore_sidecar.connectors.proxy.config import ProxyConfig, env_name, flag_name
+    from rescore_sidecar.sidecar.settings import undocumented
+
+    doc = (pathlib.Path(__file__).resolve().parents[4] / "docs" / "proxy.md").read_text()
+    # Rows of the settings table: | `--flag VALUE` | `VARIABLE` | `yaml_key` | default | what |
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in doc.splitlines()
+            if line.startswith("| `--")]
+    table = "\n".join(f"{cells[0].split()[0].strip('`')} {cells[1]} {cells[2]}" for cells in rows)
+    missing = undocumented(ProxyConfig, table + "\n", lambda name: [
+        f"--{flag_name(name).replace('_', '-')} `{env_name(name)}` `{name}`\n"])
+    assert not missing, f"settings missing from docs/proxy.md's table: {missing}"
+    assert len(rows) == len(ProxyConfig.model_fields)  # and no row for a setting that is gone
+
+
+def test_flags_are_generated_from_the_settings():
+    from rescore_sidecar.connectors.proxy.config import ProxyConfig, build_parser, flag_name
+
+    flags = {o for a in build_parser()._actions for o in a.option_strings} - {"-h", "--help", "--config"}
+    assert flags == {"--" + flag_name(name).replace("_", "-") for name in ProxyConfig.model_fields}
+
+
+def test_environment_uses_the_flag_spelling_and_yaml_takes_both(tmp_path):
+    path = tmp_path / "proxy.yaml"
+    path.write_text("upstreams: [http://a:9200]\nsidecar: [s:1]\nmax-json-depth: 7\nsidecar_tls: on\n")
+    env = {"RESCORE_PROXY_CONFIG": str(path), "RESCORE_PROXY_SIDECAR": "s:2, s:3",
+           "RESCORE_PROXY_UPSTREAM_INSECURE": "yes", "RESCORE_PROXY_AB_SALT": "x"}
+    config = load_config([], env)
+    assert config.upstreams == ("http://a:9200",) and config.sidecars == ("s:2", "s:3")
+    assert config.max_json_depth == 7 and config.sidecar_tls is True and config.upstream_insecure is True
+    assert config.ab_salt == "x"
+    # The field-name spelling of a singular variable is not read: RESCORE_PROXY_SIDECARS means nothing.
+    assert load_config(["--upstream", "http://a"], {"RESCORE_PROXY_SIDECARS": "s:9"}).sidecars == ()
+
+
+def test_token_never_shows():
+    config = load_config(["--upstream", "http://a", "--sidecar-token", "s3cret"], {})
+    assert config.sidecar_token == "s3cret" and "s3cret" not in repr(config)

@@ -81,10 +81,19 @@ def test_compare_no_difference_is_not_significant() -> None:
     same = dict(base)
     c = compare("mrr@10", base, same)
     assert (c.wins, c.losses, c.ties) == (0, 0, 50) and c.p_value == 1.0 and c.ci_low == c.ci_high == 0.0
-    noisy = {q: v + rng.choice([-0.01, 0.01]) for q, v in base.items()}
+    # Noise of ±0.01, as many ups as downs in random order: the mean delta is 0, so the CI must
+    # straddle 0 and the sign-flip test must find nothing.
+    signs = [0.01] * 25 + [-0.01] * 25
+    rng.shuffle(signs)
+    noisy = {q: v + s for (q, v), s in zip(base.items(), signs)}
     c = compare("mrr@10", base, noisy)
-    assert c.ci_low < 0 < c.ci_high or abs(c.delta) < 0.01
-    assert c.p_value > 0.01
+    assert (c.wins, c.losses) == (25, 25) and c.delta == pytest.approx(0.0, abs=1e-12)
+    assert c.ci_low < 0 < c.ci_high
+    assert c.p_value > 0.5 and not c.significant
+    # The same 0.01 as a consistent shift is found: the checks above are not blind to 0.01.
+    shifted = {q: v + 0.01 for q, v in base.items()}
+    c = compare("mrr@10", base, shifted)
+    assert c.ci_low > 0 and c.significant
 
 
 def test_compare_rejects_disjoint_query_sets() -> None:

@@ -1,0 +1,1 @@
+"""The gRPC client of the sidecar: errors, endpoint choice, one attempt's logic; sync and async shells."""

@@ -1,0 +1,77 @@
+"""torch runtime: the Hugging Face model in eager mode (CPU: fp32/bf16; CUDA: fp32/bf16/fp16).
+
+Also builds the graph the other runtimes export (`output_module`), so every runtime runs
+the same computation: logits for cross-encoders, mean-pooled L2-normalised embeddings
+for bi-encoders.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from rescore_sidecar.sidecar.backends.base import CROSS_ENCODER, Engine
+
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class _Logits(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
+
+
+class _MeanPooled(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
+
+
+def output_module(kind: str, source: str, hub_kwargs: Mapping[str, Any],
+                  dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """The checkpoint wrapped so that its output is the sidecar's rows, in eval mode on CPU."""
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    model_cls = AutoModelForSequenceClassification if kind == CROSS_ENCODER else AutoModel
+    model = model_cls.from_pretrained(source, dtype=dtype, **hub_kwargs)
+    wrapper = _Logits(model) if kind == CROSS_ENCODER else _MeanPooled(model)
+    return wrapper.eval()
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def load_engine(kind: str, source: str, hub_kwargs: Mapping[str, Any], *, device: torch.device,
+                precision: str) -> Engine:
+    if precision not in TORCH_DTYPES:
+        raise ValueError(f"the torch backend runs fp32, bf16 or fp16, not {precision}"
+                         " (int8: use backend=openvino)")
+    if device.type == "cpu" and precision == "fp16":
+        raise ValueError("fp16 is not supported on CPU; use fp32 or bf16")
+    module = output_module(kind, source, hub_kwargs, TORCH_DTYPES[precision]).to(device)
+
+    def run(inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        tensors = {key: torch.from_numpy(value).to(device, non_blocking=True) for key, value in inputs.items()}
+        with torch.inference_mode():
+            return module(**tensors).float().cpu().numpy()
+
+    run.module = module  # for tests and tools that want the torch module itself
+    return run

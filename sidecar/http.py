@@ -1,0 +1,308 @@
+"""HTTP transport: the rerank APIs the ecosystem speaks, over the same RerankService as gRPC.
+
+- `POST /v1/rerank` (Jina / Cohere v1) and `POST /v2/rerank` (Cohere v2):
+  `{model?, query, documents: [str | {text}], top_n?, return_documents?, raw_scores?, timeout_ms?}`
+  -> `{id, model, results: [{index, relevance_score, document?}], usage, meta}`
+- `POST /rerank` (text-embeddings-inference): `{query, texts, raw_scores?, return_text?, truncate?}`
+  -> `[{index, score, text?}]`
+- `GET /v1/models`; `GET /health` and `/ready` (200 exactly when gRPC health is SERVING), `/live`.
+
+Only translation lives here: every request becomes a rescore.v1.RerankRequest for
+RerankService.rerank (same validation, queue, batching, limits and metrics as gRPC), and every
+error becomes a status through http_errors.to_http. See docs/http-api.md.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import math
+import ssl
+import time
+import uuid
+from typing import Any, Callable
+
+from aiohttp import web
+
+from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
+from rescore_sidecar.sidecar import metrics
+from rescore_sidecar.sidecar.config import SidecarConfig
+from rescore_sidecar.sidecar.errors import NotReady
+from rescore_sidecar.sidecar.errors import RequestTooLarge
+from rescore_sidecar.sidecar.http_errors import FieldError, HttpError, to_http
+from rescore_sidecar.sidecar.service import RerankService
+
+log = logging.getLogger("sidecar.http")
+
+TIMEOUT_HEADER = "X-Request-Timeout-Ms"
+OPEN_PATHS = frozenset({"/health", "/ready", "/live"})  # probes send no token, as with gRPC health
+
+
+def _json_error(error: HttpError) -> web.Response:
+    return web.json_response(error.body(), status=error.status, headers=error.headers())
+
+
+def _parse_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FieldError("body", f"not valid UTF-8 JSON ({exc})") from exc
+    if not isinstance(body, dict):
+        raise FieldError("body", f"must be a JSON object, not {type(body).__name__}")
+    return body
+
+
+def _get(body: dict[str, Any], name: str, kinds: type | tuple[type, ...], default: Any = None) -> Any:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
+        raise FieldError(name, f"must be {_kind_name(kinds)}, not a boolean")
+    if not isinstance(value, kinds):
+        raise FieldError(name, f"must be {_kind_name(kinds)}, not {type(value).__name__}")
+    return value
+
+
+def _kind_name(kinds: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "an array"}
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _texts(body: dict[str, Any], name: str) -> list[str]:
+    """`documents` / `texts`: strings, or objects with a `text` string (Cohere v1, Jina)."""
+    if name not in body or body[name] is None:
+        raise FieldError(name, "is required")
+    items = _get(body, name, list)
+    if not items:
+        raise FieldError(name, "is empty; send at least one document")
+    texts = []
+    for i, item in enumerate(items):
+        if isinstance(item, dict):
+            item = item.get("text")
+            if not isinstance(item, str):
+                raise FieldError(f"{name}[{i}].text", "must be a string")
+        elif not isinstance(item, str):
+            raise FieldError(f"{name}[{i}]", f"must be a string or {{\"text\": string}}, not {type(item).__name__}")
+        texts.append(item)
+    return texts
+
+
+def _query(body: dict[str, Any]) -> str:
+    query = _get(body, "query", str)
+    if query is None:
+        raise FieldError("query", "is required")
+    if not query.strip():
+        raise FieldError("query", "is empty")
+    return query
+
+
+def _timeout(request: web.Request, body: dict[str, Any]) -> float | None:
+    """Seconds the client gives this request: the smaller of the header and the `timeout_ms` field."""
+    limits = []
+    header = request.headers.get(TIMEOUT_HEADER)
+    if header is not None:
+        try:
+            limits.append(float(header))
+        except ValueError:
+            raise FieldError(f"header {TIMEOUT_HEADER}", f"must be a number of milliseconds, not {header!r}") from None
+    field = _get(body, "timeout_ms", (int, float))
+    if field is not None:
+        limits.append(float(field))
+    for value in limits:
+        if not math.isfinite(value) or value <= 0:
+            raise FieldError("timeout_ms", f"must be a positive number of milliseconds, not {value}")
+    return min(limits) / 1000 if limits else None
+
+
+class HttpTransport:
+    """Adapts RerankService to aiohttp handlers. `service` is None while models load."""
+
+    def __init__(self, config: SidecarConfig, serving: Callable[[], bool]) -> None:
+        self.config = config
+        self.service: RerankService | None = None
+        self._serving = serving  # the same state gRPC health reports
+        self._token = config.token()
+
+    def app(self) -> web.Application:
+        # client_max_size: a little over the limit so the 413 comes from our check, with a JSON body.
+        app = web.Application(client_max_size=self.config.max_request_bytes + 64 * 1024,
+                              middlewares=[self._errors_middleware])
+        app.router.add_post("/v1/rerank", self.rerank_cohere)
+        app.router.add_post("/v2/rerank", self.rerank_cohere)
+        app.router.add_post("/rerank", self.rerank_tei)
+        app.router.add_get("/v1/models", self.models)
+        for path in ("/health", "/ready"):
+            app.router.add_get(path, self.ready)
+        app.router.add_get("/live", self.live)
+        return app
+
+    @web.middleware
+    async def _errors_middleware(self, request: web.Request, handler) -> web.StreamResponse:
+        if request.path not in OPEN_PATHS and self._token:
+            sent = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(sent, f"Bearer {self._token}".encode()):
+                return _json_error(HttpError(401, "unauthorized", "missing or invalid bearer token "
+                                             "(header 'Authorization: Bearer <token>')", grpc_code="UNAUTHENTICATED"))
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:  # routing: unknown path 404, wrong method 405, body over the cap 413
+            kind = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status, "http_error")
+            headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+            error = HttpError(exc.status, kind, f"{request.method} {request.path}: {exc.reason}")
+            return web.json_response(error.body(), status=exc.status, headers=headers)
+
+    async def _read(self, request: web.Request) -> dict[str, Any]:
+        if request.content_length is not None and request.content_length > self.config.max_request_bytes:
+            raise RequestTooLarge(f"request is {request.content_length} bytes; the limit is {self.config.max_request_bytes}")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise RequestTooLarge(f"request is over the limit of {self.config.max_request_bytes} bytes") from None
+        if len(raw) > self.config.max_request_bytes:
+            raise RequestTooLarge(f"request is {len(raw)} bytes; the limit is {self.config.max_request_bytes}")
+        return _parse_body(raw)
+
+    async def _score(self, request: web.Request, build: Callable[[dict[str, Any]], pb.RerankRequest],
+                     answer: Callable[[dict[str, Any], pb.RerankRequest, pb.RerankResponse], Any]) -> web.Response:
+        started = time.perf_counter()
+        model = "unknown"
+        metrics.IN_FLIGHT.inc()
+        try:
+            if self.service is None:
+                raise NotReady("models are still loading (not ready yet); send the request to another replica")
+            body = await self._read(request)
+            rerank_request, timeout = build(body), _timeout(request, body)
+            if rerank_request.model in self.service.backends or not rerank_request.model:
+                model = rerank_request.model or self.service.default_model  # bounded label cardinality
+            log.debug("http rerank path=%s model=%s documents=%d", request.path, model, len(rerank_request.documents))
+            if self.config.log_documents:  # opt-in only: texts may be personal data
+                log.info("http rerank query=%r documents=%r", rerank_request.query,
+                         [doc.text for doc in rerank_request.documents])
+            response = await self.service.rerank(rerank_request, timeout)
+            payload = answer(body, rerank_request, response)
+            self._count(model, "OK", started)
+            return web.json_response(payload, dumps=_dumps)
+        except asyncio.CancelledError:  # the client went away
+            self._count(model, "CANCELLED", started)
+            raise
+        except Exception as exc:  # noqa: BLE001 - every error becomes a status
+            error = to_http(exc)
+            self._count(model, error.grpc_code, started)
+            return _json_error(error)
+        finally:
+            metrics.IN_FLIGHT.dec()
+
+    @staticmethod
+    def _count(model: str, code: str, started: float) -> None:
+        metrics.REQUESTS.labels(model, code).inc()
+        metrics.REQUEST_LATENCY.labels(model, code).observe(time.perf_counter() - started)
+        if code != "OK":
+            metrics.ERRORS.labels(code).inc()
+
+    async def rerank_cohere(self, request: web.Request) -> web.Response:
+        return await self._score(request, _cohere_request, _cohere_answer)
+
+    async def rerank_tei(self, request: web.Request) -> web.Response:
+        return await self._score(request, _tei_request, _tei_answer)
+
+    async def models(self, request: web.Request) -> web.Response:
+        if self.service is None:
+            return _json_error(to_http(NotReady("models are still loading")))
+        listed = self.service.list_models()
+        return web.json_response({
+            "object": "list",
+            "data": [{"id": m.name, "object": "model", "owned_by": "rescore-sidecar",
+                      "kind": pb.ModelKind.Name(m.kind).removeprefix("MODEL_KIND_").lower().replace("_", "-"),
+                      "source": m.source, "max_length": m.max_length, "max_query_tokens": m.max_query_tokens,
+                      "dtype": m.dtype, "device": m.device, "default": m.is_default} for m in listed.models],
+            "max_documents": listed.max_documents,
+            "max_request_bytes": listed.max_request_bytes,
+        })
+
+    async def ready(self, request: web.Request) -> web.Response:
+        if self._serving():
+            return web.json_response({"status": "SERVING"})
+        return web.json_response({"status": "NOT_SERVING"}, status=503,
+                                 headers={"Retry-After": "1"})
+
+    async def live(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _common(body: dict[str, Any], texts: list[str], raw: bool, top_n: int | None) -> pb.RerankRequest:
+    model = _get(body, "model", str, "")
+    if top_n is not None and top_n < 1:
+        raise FieldError("top_n", f"must be at least 1, not {top_n}")
+    return pb.RerankRequest(
+        query=_query(body), documents=[pb.Document(text=text) for text in texts], model=model,
+        top_n=top_n or 0, score_mode=pb.SCORE_MODE_RAW if raw else pb.SCORE_MODE_NORMALIZED)
+
+
+def _cohere_request(body: dict[str, Any]) -> pb.RerankRequest:
+    texts = _texts(body, "documents")
+    _get(body, "return_documents", bool)
+    return _common(body, texts, _get(body, "raw_scores", bool, False), _get(body, "top_n", int))
+
+
+def _cohere_answer(body: dict[str, Any], request: pb.RerankRequest, response: pb.RerankResponse) -> dict[str, Any]:
+    with_docs = _get(body, "return_documents", bool, False)
+    results = []
+    for result in response.results:
+        item: dict[str, Any] = {"index": result.index, "relevance_score": result.score}
+        if with_docs:
+            item["document"] = {"text": request.documents[result.index].text}
+        results.append(item)
+    return {"id": str(uuid.uuid4()), "model": response.model, "results": results,
+            "usage": {"truncated_documents": response.truncated_documents},
+            "meta": {"billed_units": {"search_units": 1}}}
+
+
+def _tei_request(body: dict[str, Any]) -> pb.RerankRequest:
+    texts = _texts(body, "texts")
+    _get(body, "truncate", bool), _get(body, "return_text", bool)  # type errors before scoring
+    return _common(body, texts, _get(body, "raw_scores", bool, False), None)
+
+
+def _tei_answer(body: dict[str, Any], request: pb.RerankRequest, response: pb.RerankResponse) -> list[dict[str, Any]]:
+    if _get(body, "truncate", bool, True) is False and response.truncated_documents:
+        first = next(r.index for r in response.results if r.truncated)
+        raise RequestTooLarge(f"texts[{first}] is longer than the model's max length and truncate is false")
+    with_text = _get(body, "return_text", bool, False)
+    results = []
+    for result in response.results:
+        item: dict[str, Any] = {"index": result.index, "score": result.score}
+        if with_text:
+            item["text"] = request.documents[result.index].text
+        results.append(item)
+    return results
+
+
+def ssl_context(config: SidecarConfig) -> ssl.SSLContext | None:
+    """The same TLS / mutual TLS as the gRPC port, from the same PEM files."""
+    if not config.tls_cert_file:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
+        if config.tls_client_ca_file:
+            context.load_verify_locations(config.tls_client_ca_file)
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"cannot load TLS files for the HTTP port: {exc}") from exc
+    return context
+
+
+async def start_http(transport: HttpTransport, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Opens the HTTP port; returns the runner (cleanup() closes it) and the bound port."""
+    runner = web.AppRunner(transport.app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context(transport.config), reuse_port=False)
+    await site.start()
+    bound = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else port
+    return runner, bound
