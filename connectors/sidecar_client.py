@@ -52,8 +52,9 @@ class SidecarClient:
             return self._transport.stub(address)
         with self._lock:
             if address not in self._stubs:
-                channel = (grpc.secure_channel(address, self._credentials, self._options) if self._credentials
-                           else grpc.insecure_channel(address, self._options))
+                options = self.endpoints.channel_options(address, self._options, self._credentials is not None)
+                channel = (grpc.secure_channel(address, self._credentials, options) if self._credentials
+                           else grpc.insecure_channel(address, options))
                 self._stubs[address] = (channel, rescore_pb2_grpc.RerankerStub(channel))
             return self._stubs[address][1]
 

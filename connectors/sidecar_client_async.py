@@ -40,8 +40,9 @@ class AsyncSidecarClient:
             return self._transport.async_stub(address)
         key = (id(asyncio.get_running_loop()), address)
         if key not in self._stubs:
-            channel = (grpc.aio.secure_channel(address, self._credentials, self._options) if self._credentials
-                       else grpc.aio.insecure_channel(address, self._options))
+            options = self.endpoints.channel_options(address, self._options, self._credentials is not None)
+            channel = (grpc.aio.secure_channel(address, self._credentials, options) if self._credentials
+                       else grpc.aio.insecure_channel(address, options))
             self._stubs[key] = (channel, rescore_pb2_grpc.RerankerStub(channel))
         return self._stubs[key][1]
 

@@ -16,7 +16,7 @@ from rescore_sidecar.connectors import metrics
 from rescore_sidecar.connectors._sidecar.errors import RequestRejected, SidecarUnavailable
 from rescore_sidecar.connectors.breaker import CircuitBreaker
 from rescore_sidecar.connectors.config import SidecarClientConfig
-from rescore_sidecar.connectors.endpoints import EndpointPool, NoEndpoint
+from rescore_sidecar.connectors.endpoints import EndpointPool, NoEndpoint, channel_options_for
 
 
 class Endpoints:
@@ -53,6 +53,12 @@ class Endpoints:
             raise SidecarUnavailable("unavailable", str(exc)) from None
         self._owner[address] = target
         return address
+
+    def channel_options(self, address: str, options: list[tuple[str, str]], tls: bool) -> list[tuple[str, str]]:
+        """Options of the channel to one endpoint: with TLS, its certificate is checked against the
+        target's name, not the IP address the name resolved to."""
+        pool = self.pools.get(self._owner.get(address, address))
+        return channel_options_for(pool, options, tls) if pool is not None else list(options)
 
     def record(self, address: str, failure: SidecarUnavailable | None, seconds: float, code: str = "OK") -> None:
         """One call's outcome: `failure` None for a reply, else what the call raised."""
