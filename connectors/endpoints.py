@@ -1,5 +1,5 @@
-"""The endpoints of one sidecar target: every address it resolves to, health per address, and
-one gRPC channel per address.
+"""The endpoints of one sidecar target: every address it resolves to and health per address
+(the clients open one gRPC channel per address).
 
 Why not gRPC's own `round_robin` (a service config on one channel): it spreads calls over the
 addresses and re-resolves DNS, but from Python a call does not say which address served it, so
@@ -19,14 +19,13 @@ the target itself, one endpoint, as a plain gRPC channel would use it).
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import ipaddress
 import logging
 import socket
 import threading
 import time
-from typing import Any, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from rescore_sidecar.connectors.config import OutlierConfig
 
@@ -378,42 +377,3 @@ def channel_options_for(pool: EndpointPool, options: Sequence[tuple[str, str]], 
     if tls and pool.authority and not any(k == "grpc.ssl_target_name_override" for k, _ in opts):
         opts.append(("grpc.ssl_target_name_override", pool.authority))
     return opts
-
-
-class Channels:
-    """One channel (and stub) per endpoint address, per pool and per scope (the event loop, for
-    grpc.aio channels, which belong to one loop); channels of addresses that left DNS are closed."""
-
-    def __init__(self, open_channel: Callable[[str, EndpointPool], Any], make_stub: Callable[[Any], Any], *,
-                 scope: Callable[[], int] = lambda: 0, discard: Callable[[Any], None] = lambda ch: ch.close()):
-        self._open, self._make_stub, self._scope, self._discard = open_channel, make_stub, scope, discard
-        self._entries: dict[tuple[int, int, str], tuple[Any, Any]] = {}
-        self._generations: dict[int, int] = {}
-        self._lock = threading.Lock()
-
-    def stub(self, pool: EndpointPool, addr: str) -> Any:
-        key = (self._scope(), id(pool), addr)
-        gone = []
-        with self._lock:
-            if self._generations.get(id(pool), pool.generation) != pool.generation:
-                live = set(pool.addresses())
-                gone = [self._entries.pop(k)[0] for k in list(self._entries) if k[1] == id(pool) and k[2] not in live]
-            self._generations[id(pool)] = pool.generation
-            if key not in self._entries:
-                channel = self._open(addr, pool)
-                self._entries[key] = (channel, self._make_stub(channel))
-            stub = self._entries[key][1]
-        for channel in gone:
-            with contextlib.suppress(Exception):
-                self._discard(channel)
-        return stub
-
-    def take_all(self) -> list[tuple[int, Any]]:
-        """Empties the cache: (scope, channel) pairs for the caller to close."""
-        with self._lock:
-            entries, self._entries = self._entries, {}
-        return [(k[0], ch) for k, (ch, _) in entries.items()]
-
-    def close(self) -> None:
-        for _, channel in self.take_all():
-            channel.close()
