@@ -16,6 +16,8 @@ a client that falls behind does not burst to catch up). Phases, each with its ow
     overload       sidecar queue full (started with a small --max-queue-pairs, flooded directly)
     drain          one of two replicas SIGTERMed (drains), a replacement started on its port
     replica_dies   one of two replicas SIGKILLed while the clients balance over both
+    replica_stalls three replicas on 127.0.0.1/2/3 sharing a port behind one target
+                   (ipv4:a:p,b:p,c:p); one SIGSTOPped for half the phase, then SIGCONT
     engine_restart the engine node restarted (searches may fail: counted as engine failures)
 
 Goals checked per phase: no search fails that would have succeeded without rescoring
@@ -42,6 +44,7 @@ import signal
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable, Sequence
 
 import grpc  # noqa: E402
@@ -57,7 +60,11 @@ from rescore_sidecar.tools.proxy_process import ProxyProcess  # noqa: E402
 from rescore_sidecar.tools.sidecar_process import SidecarProcess  # noqa: E402
 from rescore_sidecar.tools.eval.sample import SAMPLE_DIR as SAMPLE  # noqa: E402
 
-PHASES = ("baseline", "sigkill", "sigstop", "overload", "drain", "replica_dies", "engine_restart")
+PHASES = ("baseline", "sigkill", "sigstop", "overload", "drain", "replica_dies", "replica_stalls", "engine_restart")
+REPLICAS = ("r1", "r2", "r3")  # replica_stalls: hosts 127.0.0.1/2/3, one port
+# replica_stalls goal: the stalled replica costs at most a few searches (the calls before it is
+# ejected, then one probe per ejection), and the breaker never turns reranking off.
+STALL_MAX_FALLBACKS = 10
 INDEX = "chaos"
 
 
@@ -184,12 +191,17 @@ def index_corpus(node: LocalNode, docs: list[dict]) -> None:
 
 
 def breaker_counts_local() -> dict[str, float]:
-    """Breaker transitions of this process's connector (Prometheus counters), by state."""
+    """Breaker transitions of this process's connector (Prometheus counters), by state, and
+    endpoint ejections (`ejections`)."""
     out: dict[str, float] = {}
     for metric in connector_metrics.BREAKER_TRANSITIONS.collect():
         for sample in metric.samples:
             if sample.name.endswith("_total"):
                 out[sample.labels["state"]] = out.get(sample.labels["state"], 0) + sample.value
+    for metric in connector_metrics.ENDPOINT_EJECTIONS.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_total"):
+                out["ejections"] = out.get("ejections", 0) + sample.value
     return out
 
 
@@ -202,6 +214,8 @@ def breaker_counts_proxy(proxy: ProxyProcess) -> dict[str, float]:
     for match in re.finditer(r'rescore_connector_breaker_transitions_total\{[^}]*state="(\w+)"[^}]*\} ([\d.e+]+)',
                              text):
         out[match.group(1)] = out.get(match.group(1), 0) + float(match.group(2))
+    for match in re.finditer(r'rescore_connector_endpoint_ejections_total\{[^}]*\} ([\d.e+]+)', text):
+        out["ejections"] = out.get("ejections", 0) + float(match.group(1))
     return out
 
 
@@ -395,10 +409,10 @@ class Chaos:
             print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
     # -- setup
-    def _sidecar(self, name: str) -> SidecarProcess:
+    def _sidecar(self, name: str, **kwargs: Any) -> SidecarProcess:
         args = ["--max-queue-pairs", str(self.s.max_queue_pairs), "--drain-seconds", str(self.s.drain_seconds),
                 "--torch-threads", "1", "--log-level", "WARNING"]
-        return SidecarProcess({"m": self.model_dir}, extra_args=args)
+        return SidecarProcess({"m": self.model_dir}, extra_args=args, **kwargs)
 
     def setup(self) -> None:
         if self.model_dir is None:
@@ -415,6 +429,14 @@ class Chaos:
         for name in names:
             self.log(f"starting sidecar {name} ...")
             self.sidecars[name] = self._sidecar(name).start()
+        if "replica_stalls" in self.s.phases:
+            from rescore_sidecar.tools.sidecar_process import free_port
+
+            port = free_port()
+            for i, name in enumerate(REPLICAS):
+                self.sidecars[name] = self._sidecar(name, host=f"127.0.0.{i + 1}", port=port)
+            self.log(f"starting replicas {', '.join(REPLICAS)} on 127.0.0.1-3:{port} ...")
+            self._ensure_running(REPLICAS)
 
     def close(self) -> None:
         for proc in self.sidecars.values():
@@ -424,11 +446,12 @@ class Chaos:
         self._tmp.cleanup()
 
     def _ensure_running(self, names: Sequence[str]) -> None:
-        for name in names:
-            proc = self.sidecars[name]
-            if proc.process is None or proc.process.poll() is not None:
-                self.log(f"(re)starting sidecar {name} for the next phase")
-                proc.start()
+        down = [self.sidecars[n] for n in names
+                if self.sidecars[n].process is None or self.sidecars[n].process.poll() is not None]
+        if down:
+            self.log(f"(re)starting {len(down)} sidecar(s) for the next phase")
+        with ThreadPoolExecutor(max(len(down), 1)) as pool:  # several load their models at once
+            list(pool.map(lambda proc: proc.start(), down))
 
     async def _fault(self, phase: str, stop_flood: asyncio.Event) -> tuple[float, float]:
         """Injects the phase's fault; returns (fault start, fault end) monotonic times."""
@@ -457,6 +480,12 @@ class Chaos:
             await asyncio.to_thread(a.process.wait, self.s.drain_seconds + 30)
             self.log("drain: sidecar a drained and exited; starting its replacement")
             await asyncio.to_thread(a.start)
+        elif phase == "replica_stalls":
+            stalled = self.sidecars[REPLICAS[-1]]
+            stalled.pause()
+            await asyncio.sleep(max(self.s.duration / 2, 2.0))
+            stalled.resume()
+            self.log("replica_stalls: r3 resumed")
         elif phase == "replica_dies":
             self.sidecars["b"].kill()
             # b stays dead for the rest of the phase; a carries the load alone.
@@ -468,9 +497,11 @@ class Chaos:
 
     async def run_phase(self, phase: str) -> list[PathReport]:
         s = self.s
-        names = ["a", "b"] if phase in ("drain", "replica_dies") else ["a"]
+        names = ["a", "b"] if phase in ("drain", "replica_dies") else list(REPLICAS) if phase == "replica_stalls" else ["a"]
         self._ensure_running(names)
         targets = [self.sidecars[n].address for n in names]
+        if phase == "replica_stalls":  # one target naming every replica, as a headless Service resolves
+            targets = ["ipv4:" + ",".join(targets)]
         breaker = BreakerConfig(open_seconds=s.open_seconds)
         config = ConnectorConfig(default=RerankOptions(window=s.window, fields=("title", "text")),
                                  sidecar=SidecarClientConfig(targets=tuple(targets), budget_ms=s.budget_ms, breaker=breaker))
@@ -485,7 +516,8 @@ class Chaos:
             wrapper = AsyncRescoringOpenSearch(self.node.async_client(timeout=10, max_retries=0), config)
         details = trace_fallbacks(wrapper)
         http = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=s.clients * 2))
-        pids = lambda: {"sidecar": self.sidecars["a"].process.pid if self.sidecars["a"].process else None,  # noqa: E731
+        first = self.sidecars[names[0]]
+        pids = lambda: {"sidecar": first.process.pid if first.process else None,  # noqa: E731
                         "connector": os.getpid(), "proxy": proxy.process.pid if proxy.process else None}
         rss_start = {k: rss_mb(v) for k, v in pids().items()}
         local_before = breaker_counts_local()
@@ -551,6 +583,10 @@ class Chaos:
             "recovered in time": recovery is not None and recovery <= s.recovery_goal_s,
             "searches served": len(latencies) > 0,
         }
+        if phase == "replica_stalls":
+            # One stalled replica of three: a few searches fall back, reranking is never off.
+            goals["stall costs few searches"] = (sum(fallbacks.values()) <= STALL_MAX_FALLBACKS
+                                                 and "open" not in breakers)
         return PathReport(
             phase=phase, path=path, sent=len(outcomes), succeeded=len(latencies), failed=len(failed),
             engine_failed=engine_failed, reranked=sum(o.status == "reranked" for o in outcomes), fallbacks=fallbacks,

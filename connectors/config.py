@@ -85,8 +85,41 @@ class BreakerConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class OutlierConfig:
+    """Health per sidecar endpoint (each address a target resolves to), in the style of Envoy's
+    outlier detection: an endpoint with `consecutive_failures` failures in a row, or a failure
+    rate of `failure_rate` over its last `window_size` calls (at least `minimum_calls`), is ejected
+    for `base_ejection_seconds` x the number of times it was ejected (at most
+    `max_ejection_seconds`), then gets calls again on probation (one failure ejects it again).
+    At most `max_ejected_percent` of the endpoints are ejected at once (always at least one)."""
+
+    consecutive_failures: int = 3
+    failure_rate: float = 0.5
+    window_size: int = 20
+    minimum_calls: int = 10
+    base_ejection_seconds: float = 2.0
+    max_ejection_seconds: float = 30.0
+    max_ejected_percent: float = 50.0
+    # How often a target's DNS name is resolved again (pods come and go).
+    resolve_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.consecutive_failures < 1 or self.window_size < 1 or self.minimum_calls < 1:
+            raise ValueError("consecutive_failures, window_size and minimum_calls must be >= 1")
+        if not 0.0 < self.failure_rate <= 1.0 or not 0.0 <= self.max_ejected_percent <= 100.0:
+            raise ValueError("failure_rate must be in (0, 1] and max_ejected_percent in [0, 100]")
+        if self.base_ejection_seconds <= 0 or self.max_ejection_seconds < self.base_ejection_seconds:
+            raise ValueError("base_ejection_seconds must be > 0 and <= max_ejection_seconds")
+        if self.resolve_seconds <= 0:
+            raise ValueError("resolve_seconds must be > 0")
+
+
+@dataclasses.dataclass(frozen=True)
 class SidecarClientConfig:
-    # host:port of one or more sidecars; calls are spread round-robin over those whose breaker is closed.
+    # One or more sidecar targets, each `host:port` (every address the name resolves to),
+    # `dns:///host:port`, `dns://DNS-SERVER:PORT/host:port` or `ipv4:a:p,b:p` / `ipv6:[a]:p,...`;
+    # calls are spread round-robin over the targets whose breaker is closed, and within a target
+    # over its healthy endpoints (connectors/endpoints.py).
     targets: tuple[str, ...] = ("127.0.0.1:50051",)
     # Wall-clock budget of the whole sidecar step of a search (retry included).
     budget_ms: float = 250.0
@@ -94,6 +127,8 @@ class SidecarClientConfig:
     retry: bool = True
     min_retry_budget_ms: float = 20.0
     breaker: BreakerConfig = BreakerConfig()
+    # Health per endpoint; the breaker above counts a failure only when no other endpoint is healthy.
+    outlier: OutlierConfig = OutlierConfig()
     # Transport security, matching the sidecar's --tls-* and --auth-token settings. TLS is on when
     # `tls` is set or any certificate file is given; `ca_file` None = the system's trusted roots.
     tls: bool = False

@@ -26,3 +26,32 @@ def breaker_listener(target: str):
         BREAKER_STATE.labels(target).set(0 if state == "closed" else 1)
 
     return on_change
+
+# Per endpoint: each address a sidecar target resolves to (connectors/endpoints.py).
+ENDPOINT_CALLS = Counter("rescore_connector_endpoint_calls_total",
+                         "Rerank calls per sidecar endpoint (address), by outcome (ok, failed, request_error)",
+                         ["target", "endpoint", "outcome"])
+ENDPOINT_EJECTIONS = Counter("rescore_connector_endpoint_ejections_total",
+                             "Times a sidecar endpoint was ejected by outlier detection", ["target", "endpoint"])
+ENDPOINT_EJECTED = Gauge("rescore_connector_endpoint_ejected", "1 while a sidecar endpoint is ejected",
+                         ["target", "endpoint"])
+ENDPOINTS = Gauge("rescore_connector_endpoints", "Addresses a sidecar target currently resolves to", ["target"])
+
+
+def endpoint_listener(target: str):
+    """Pool events (added, removed, ejected, returned) as metrics."""
+    def on_event(event: str, endpoint: str) -> None:
+        if event == "ejected":
+            ENDPOINT_EJECTIONS.labels(target, endpoint).inc()
+            ENDPOINT_EJECTED.labels(target, endpoint).set(1)
+        elif event in ("returned", "added"):
+            ENDPOINT_EJECTED.labels(target, endpoint).set(0)
+        if event == "removed":
+            try:
+                ENDPOINT_EJECTED.remove(target, endpoint)
+            except KeyError:
+                pass
+        if event in ("added", "removed"):
+            ENDPOINTS.labels(target).inc(1 if event == "added" else -1)
+
+    return on_event

@@ -52,8 +52,10 @@ class SidecarClient:
             return self._transport.stub(address)
         with self._lock:
             if address not in self._stubs:
-                channel = (grpc.secure_channel(address, self._credentials, self._options) if self._credentials
-                           else grpc.insecure_channel(address, self._options))
+                self._close_stale(keep=address)
+                options = self.endpoints.channel_options(address, self._options, self._credentials is not None)
+                channel = (grpc.secure_channel(address, self._credentials, options) if self._credentials
+                           else grpc.insecure_channel(address, options))
                 self._stubs[address] = (channel, rescore_pb2_grpc.RerankerStub(channel))
             return self._stubs[address][1]
 
@@ -107,6 +109,13 @@ class SidecarClient:
                 except SidecarUnavailable as exc:
                     results[i] = exc
         return results  # type: ignore[return-value]
+
+    def _close_stale(self, keep: str) -> None:
+        """Closes channels to endpoints the targets no longer resolve to (called with the lock held,
+        when a new endpoint's channel is opened: that is when the set of endpoints changed)."""
+        current = self.endpoints.current_addresses() | {keep}
+        for address in [a for a in self._stubs if a not in current]:
+            self._stubs.pop(address)[0].close()
 
     def close(self) -> None:
         if self._transport is not None and hasattr(self._transport, "close"):

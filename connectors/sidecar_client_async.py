@@ -40,10 +40,21 @@ class AsyncSidecarClient:
             return self._transport.async_stub(address)
         key = (id(asyncio.get_running_loop()), address)
         if key not in self._stubs:
-            channel = (grpc.aio.secure_channel(address, self._credentials, self._options) if self._credentials
-                       else grpc.aio.insecure_channel(address, self._options))
+            self._close_stale(keep=address)
+            options = self.endpoints.channel_options(address, self._options, self._credentials is not None)
+            channel = (grpc.aio.secure_channel(address, self._credentials, options) if self._credentials
+                       else grpc.aio.insecure_channel(address, options))
             self._stubs[key] = (channel, rescore_pb2_grpc.RerankerStub(channel))
         return self._stubs[key][1]
+
+    def _close_stale(self, keep: str) -> None:
+        """Closes (in the background) channels to endpoints the targets no longer resolve to; called
+        when a new endpoint's channel is opened, which is when the set of endpoints changed."""
+        current = self.endpoints.current_addresses() | {keep}
+        for key in [k for k in self._stubs if k[1] not in current]:
+            channel = self._stubs.pop(key)[0]
+            if key[0] == id(asyncio.get_running_loop()):
+                asyncio.get_running_loop().create_task(channel.close())
 
     async def _attempt(self, call: Call) -> RerankResult:
         endpoint = self.endpoints.pick(exclude=call.tried)

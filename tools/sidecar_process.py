@@ -35,15 +35,18 @@ def free_port() -> int:
 
 
 class SidecarProcess:
-    """A sidecar subprocess. `address` is `127.0.0.1:PORT` for gRPC."""
+    """A sidecar subprocess. `address` is `HOST:PORT` for gRPC (`host` 127.0.0.1 unless given:
+    replicas on 127.0.0.2, 127.0.0.3, ... can share one port, like pods behind a headless Service)."""
 
     def __init__(self, models: Mapping[str, str | os.PathLike], *, extra_args: Sequence[str] = (),
                  port: int | None = None, metrics_port: int | None = None, env: Mapping[str, str] | None = None,
-                 credentials: grpc.ChannelCredentials | None = None, http_port: int | None = None):
+                 credentials: grpc.ChannelCredentials | None = None, http_port: int | None = None,
+                 host: str = "127.0.0.1"):
         if not models:
             raise ValueError("at least one model NAME -> PATH is needed")
         self.models = {name: str(path) for name, path in models.items()}
         self.extra_args = list(extra_args)
+        self.host = host
         self.port = port or free_port()
         self.metrics_port = metrics_port if metrics_port is not None else free_port()
         self.env = dict(env or {})
@@ -59,7 +62,7 @@ class SidecarProcess:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def http_url(self) -> str:
@@ -69,13 +72,13 @@ class SidecarProcess:
 
     @property
     def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+        return f"http://{self.host}:{self.metrics_port}/metrics"
 
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "rescore_sidecar.tools", "serve"]
         for name, path in self.models.items():
             cmd += ["--model", f"{name}={path}"]
-        cmd += ["--host", "127.0.0.1", "--port", str(self.port), "--metrics-host", "127.0.0.1",
+        cmd += ["--host", self.host, "--port", str(self.port), "--metrics-host", self.host,
                 "--metrics-port", str(self.metrics_port), "--device", "cpu", "--drain-seconds", "0"]
         if self.http_port:
             cmd += ["--http-port", str(self.http_port)]

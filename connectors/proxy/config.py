@@ -14,7 +14,7 @@ import json
 import os
 from typing import Any, Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from rescore_sidecar.connectors.config import Arm, BreakerConfig, ConnectorConfig, RerankOptions, SidecarClientConfig
 from rescore_sidecar.sidecar import settings
@@ -37,7 +37,8 @@ class ProxyConfig(BaseModel):
         (), description="engine URL(s), comma separated: round-robin, failover on connection errors")
     listen: str = Field("0.0.0.0:9201", description="HOST:PORT to listen on")
     sidecars: tuple[str, ...] = Field(
-        (), description="sidecar gRPC address(es) HOST:PORT, comma separated; none = never rescore")
+        (), description="sidecar gRPC target(s), comma separated: HOST:PORT (every address the name resolves to), "
+                       "dns:///HOST:PORT, dns://DNS-IP:PORT/HOST:PORT, ipv4:A:P,B:P; none = never rescore")
     default_enabled: bool = Field(True, description="rescore searches that carry no toggle (true/false)")
     # Default rescoring options of the connector core (`RerankOptions` fields: window, fields, model, ...).
     rescore: dict[str, Any] = Field(
@@ -84,7 +85,11 @@ class ProxyConfig(BaseModel):
 
     @field_validator("upstreams", "sidecars", mode="before")
     @classmethod
-    def _split_list(cls, value: Any) -> Any:
+    def _split_list(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str) and info.field_name == "sidecars":
+            from rescore_sidecar.connectors.endpoints import split_targets  # keeps ipv4:a:p,b:p whole
+
+            return split_targets(value)
         if isinstance(value, str):
             return tuple(v.strip() for v in value.split(",") if v.strip())
         return value

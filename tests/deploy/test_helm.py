@@ -193,7 +193,8 @@ def test_proxy_points_at_the_sidecar_service(helm):
     sidecar_svc = only(manifests, "Service")
     proxy = container(only(manifests, "Deployment", "-proxy"))
     env = {e["name"]: e.get("value") for e in proxy["env"]}
-    assert env["RESCORE_PROXY_SIDECAR"] == f"{sidecar_svc['metadata']['name']}:50051"
+    # The headless Service (every pod's address), so the proxy spreads calls over the pods.
+    assert env["RESCORE_PROXY_SIDECAR"] == f"{sidecar_svc['metadata']['name']}-headless:50051"
     assert env["RESCORE_PROXY_UPSTREAM"] == "https://opensearch.search.svc:9200"
     assert env["RESCORE_PROXY_LISTEN"] == "0.0.0.0:9201"
     assert proxy["readinessProbe"]["httpGet"]["path"] == "/_rescore/health"
@@ -270,7 +271,7 @@ def test_rendered_proxy_settings_load_in_the_real_proxy(helm, tmp_path):
     environ = {e["name"]: e["value"] for e in proxy["env"]}
     config = proxy_config.load_config(["--config", str(path)], environ=environ)
     assert config.upstreams == ("https://opensearch.search.svc:9200",)
-    assert config.sidecars == ("r-rescore-sidecar:50051",) and config.listen_port == 9201
+    assert config.sidecars == ("r-rescore-sidecar-headless:50051",) and config.listen_port == 9201
     arms = config.connector_config().arms  # as the connector core will use them
     assert [(a.name, a.weight) for a in arms] == [("control", 50), ("rerank", 50)]
     assert arms[0].options is None  # enabled: false = control arm, engine order

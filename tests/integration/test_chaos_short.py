@@ -44,6 +44,9 @@ def test_chaos_short(opensearch_node, tiny_cross_encoder):
         baseline = by[("baseline", path)]
         assert baseline.reranked >= baseline.sent // 2, baseline
         assert by[("replica_dies", path)].reranked > 0
+        # One stalled replica of three: ejected (the fault was real), reranking never turned off.
+        stalls = by[("replica_stalls", path)]
+        assert stalls.breaker_changes.get("ejections", 0) >= 1 and "open" not in stalls.breaker_changes, stalls
     assert opensearch_node.health()["status"] in ("green", "yellow")
 
 
