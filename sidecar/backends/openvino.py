@@ -43,22 +43,40 @@ def _fingerprint(source: str, revision: str | None) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def artefact_dir(backend: Backend, spec: ModelSpec, cache_dir: str = "") -> pathlib.Path:
-    """`<model dir>/openvino/<variant>` when the model is a writable local directory, else
-    `<cache dir>/<source>-<hash>/<variant>` (cache dir: setting model_cache_dir, default
-    ~/.cache/rescore-sidecar/models)."""
+def _variant(backend: Backend, spec: ModelSpec) -> str:
     variant = f"{backend.kind}-{'int8' if backend.precision == 'int8' else 'fp32'}"
     if backend.precision == "int8":
         digest = hashlib.sha256(pathlib.Path(spec.calibration_file).read_bytes()).hexdigest()[:12] \
             if spec.calibration_file else "default"  # a new calibration text is a new artefact
         variant += f"-{digest}"
+    return variant
+
+
+def _cached_dir(spec: ModelSpec, variant: str, cache_dir: str) -> pathlib.Path:
     source = pathlib.Path(spec.source)
-    if not cache_dir and source.is_dir() and os.access(source, os.W_OK):
-        return source / "openvino" / variant
     key = hashlib.sha256(f"{os.path.abspath(spec.source) if source.exists() else spec.source}\n"
                          f"{spec.revision or ''}".encode()).hexdigest()[:16]
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in spec.source.strip("/"))[-60:]
     return pathlib.Path(cache_dir or default_cache_root()) / f"{slug}-{key}" / variant
+
+
+def artefact_dir(backend: Backend, spec: ModelSpec, cache_dir: str = "") -> pathlib.Path:
+    """Where a new artefact is built: `<model dir>/openvino/<variant>` when the model is a
+    writable local directory, else `<cache dir>/<source>-<hash>/<variant>` (cache dir: setting
+    model_cache_dir, default ~/.cache/rescore-sidecar/models)."""
+    variant, source = _variant(backend, spec), pathlib.Path(spec.source)
+    if not cache_dir and source.is_dir() and os.access(source, os.W_OK):
+        return source / "openvino" / variant
+    return _cached_dir(spec, variant, cache_dir)
+
+
+def artefact_candidates(backend: Backend, spec: ModelSpec, cache_dir: str = "") -> list[pathlib.Path]:
+    """Where an existing artefact is looked for, in order: beside a local model even when that
+    folder is read-only (baked into an image or on a PVC by prepare-model, then served by a
+    non-root user), then where artefact_dir would build it."""
+    variant, source = _variant(backend, spec), pathlib.Path(spec.source)
+    beside = [source / "openvino" / variant] if source.is_dir() else []
+    return list(dict.fromkeys([*beside, artefact_dir(backend, spec, cache_dir)]))
 
 
 def _export(backend: Backend, spec: ModelSpec, hub_kwargs: Mapping[str, Any]):
@@ -93,14 +111,16 @@ def prepare(backend: Backend, spec: ModelSpec, hub_kwargs: Mapping[str, Any], *,
     """Builds (or finds) the IR for the backend's kind and precision; returns model.xml."""
     import openvino as ov
 
-    target = artefact_dir(backend, spec, cache_dir)
     fingerprint = _fingerprint(spec.source, spec.revision)
-    meta = target / "meta.json"
-    try:
-        if json.loads(meta.read_text()).get("fingerprint") == fingerprint and (target / "model.xml").is_file():
-            return target / "model.xml"
-    except (OSError, ValueError):
-        pass
+    for found in artefact_candidates(backend, spec, cache_dir):
+        try:
+            if (json.loads((found / "meta.json").read_text()).get("fingerprint") == fingerprint
+                    and (found / "model.xml").is_file()):
+                log.info("using the OpenVINO %s artefact of %s in %s", backend.precision, spec.source, found)
+                return found / "model.xml"
+        except (OSError, ValueError):
+            pass
+    target = artefact_dir(backend, spec, cache_dir)
     log.info("building the OpenVINO %s artefact of %s in %s (once)", backend.precision, spec.source, target)
     model = _export(backend, spec, hub_kwargs)
     if backend.precision == "int8":

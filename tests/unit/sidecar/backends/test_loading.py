@@ -62,6 +62,22 @@ def test_artefacts_are_built_once_and_rebuilt_when_the_checkpoint_changes(tmp_pa
     assert xml.stat().st_mtime_ns != built
 
 
+def test_an_artefact_beside_a_read_only_model_is_used_not_rebuilt(tmp_path, monkeypatch):
+    """prepare-model at image build time (root, writable) then serve as a non-root user on a
+    read-only root filesystem: the artefact beside the model is found, nothing is built."""
+    from rescore_sidecar.sidecar.backends import openvino
+
+    model = build_model(tmp_path / "ce", kind="cross-encoder", arch="tiny", seed=0)
+    spec = ModelSpec(source=str(model), backend="openvino", precision="int8")
+    built = load_backend(spec, device="cpu").artefact
+    assert built == str(model / "openvino" / "cross-encoder-int8-default" / "model.xml")
+    monkeypatch.setattr(openvino.os, "access", lambda path, mode: False)  # as uid 10001 sees /opt/rescore/models
+    cache = tmp_path / "cache"
+    assert load_backend(spec, device="cpu", cache_dir=str(cache)).artefact == built
+    assert load_backend(spec, device="cpu").artefact == built
+    assert not cache.exists()
+
+
 def test_read_only_model_dir_uses_the_cache_dir_keyed_by_source(tmp_path):
     spec = ModelSpec(source="org/some-model", revision="abc")
     from types import SimpleNamespace
