@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from rescore_sidecar.sidecar import metrics
-from rescore_sidecar.sidecar.backend import Backend, TokenizedSequence
+from rescore_sidecar.sidecar.backends import Backend, TokenizedSequence
 from rescore_sidecar.sidecar.errors import Overloaded, RequestTooLarge
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from typing import Mapping
 import numpy as np
 
 from rescore_sidecar.sidecar import metrics
-from rescore_sidecar.sidecar.backend import BI_ENCODER, CROSS_ENCODER, Backend
+from rescore_sidecar.sidecar.backends import BI_ENCODER, CROSS_ENCODER, Backend
 from rescore_sidecar.sidecar.batching import Job, ModelQueue
 from rescore_sidecar.sidecar.cache import ScoreCache, keys as cache_keys, model_namespace
 from rescore_sidecar.sidecar.config import SidecarConfig

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-from rescore_sidecar.sidecar.backend import BI_ENCODER, Backend, TokenizedSequence
+from rescore_sidecar.sidecar.backends import BI_ENCODER, Backend, TokenizedSequence
 
 
 @dataclasses.dataclass

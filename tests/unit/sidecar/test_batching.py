@@ -6,7 +6,7 @@ import time
 import pytest
 import numpy as np
 
-from rescore_sidecar.sidecar.backend import TokenizedSequence
+from rescore_sidecar.sidecar.backends import TokenizedSequence
 from rescore_sidecar.sidecar.batching import BatchLimits, Job, ModelQueue, plan_batches
 from rescore_sidecar.sidecar.errors import LimitExceeded
 

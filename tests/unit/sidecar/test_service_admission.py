@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
-from rescore_sidecar.sidecar.backend import TokenizedSequence
+from rescore_sidecar.sidecar.backends import TokenizedSequence
 from rescore_sidecar.sidecar.batching import BatchLimits, Job, ModelQueue
 from rescore_sidecar.sidecar.config import SidecarConfig
 from rescore_sidecar.sidecar.errors import LimitExceeded

@@ -2,7 +2,7 @@
 import pytest
 from transformers import AutoTokenizer
 
-from rescore_sidecar.sidecar.backend import load_backend
+from rescore_sidecar.sidecar.backends import load_backend
 from rescore_sidecar.sidecar.config import ModelSpec
 from rescore_sidecar.sidecar.tokenize import tokenize_request
 
