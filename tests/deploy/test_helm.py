@@ -4,6 +4,7 @@ fields that matter in production are checked. helm comes from scripts/ensure_hel
 from Go modules once, cached in ~/.cache/rescore-sidecar/bin)."""
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import shutil
@@ -244,6 +245,20 @@ def test_schema_and_readme_cover_every_value():
     check(values, schema, "values")
     undocumented = [p for p in _leaf_paths(values) if f"`{p}`" not in readme]
     assert not undocumented, f"helm/README.md lacks {undocumented}"
+
+
+def test_model_entries_take_every_per_model_setting_of_the_sidecar():
+    """model.models items are the sidecar's ModelSpec: same keys, same choices (backend, precision, ...)."""
+    import typing
+
+    from rescore_sidecar.sidecar.config import ModelSpec
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    items = schema["properties"]["model"]["properties"]["models"]["items"]["properties"]
+    assert set(items) == set(ModelSpec.model_fields)
+    for key, field in ModelSpec.model_fields.items():
+        if typing.get_origin(field.annotation) is typing.Literal:
+            assert items[key]["enum"] == list(typing.get_args(field.annotation)), key
 
 
 def test_notes_render(helm, tmp_path):
