@@ -10,9 +10,16 @@ random weights, since no model hub is reachable; speed does not depend on the we
 
 Rows: the baseline (CrossEncoder.predict(batch_size=32), one request at a time, in this
 process) and the sidecar (a real `rescore-sidecar serve` process per dtype, N concurrent
-gRPC clients). The systems take turns within each round, so background load hits them
-alike; "vs baseline" is the median over rounds of the per-round throughput ratio.
-pairs/s = documents scored per second of wall time; latency is per request.
+gRPC clients), then the peers (--peers, bench/peers/): sentence-transformers' CrossEncoder
+on OpenVINO (its default precision), ONNX Runtime dynamic int8 and OpenVINO static int8, one
+request at a time like the baseline, each in a worker process; and an infinity-emb server
+(torch engine) with N concurrent clients on /rerank. The peers run from their own cached venvs
+(~/.cache/rescore-sidecar/bench-peers/, built on first use from bench/peers/requirements-*.txt),
+never from .venv, whose versions they clash with; a peer that fails to build or load is skipped.
+
+The systems take turns within each round, so background load hits them alike; "vs baseline" is
+the median over rounds of the per-round throughput ratio. pairs/s = documents scored per second
+of wall time; latency is per request. The last lines compare the sidecar with the issue's targets.
 """
 from __future__ import annotations
 
@@ -34,6 +41,9 @@ from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb  # noqa: E402
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2_grpc  # noqa: E402
 from rescore_sidecar.tools.seeded_models import build_model  # noqa: E402
 from rescore_sidecar.tools.sidecar_process import SidecarProcess  # noqa: E402
+
+from peers.report import round_ratio, target_lines  # noqa: E402  (bench/peers/, beside this file)
+from peers.systems import PEERS, PeerError, start_peer  # noqa: E402
 
 DEFAULT_DATA = next((p for p in (ROOT.parent / "shared" / "data" / "cranfield", pathlib.Path("/work/shared/data/cranfield"))
                      if p.is_dir()), ROOT.parent / "shared" / "data" / "cranfield")
@@ -155,7 +165,16 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--baseline-batch", type=int, default=32)
     parser.add_argument("--sidecar-args", default="", help="extra flags for `serve`, e.g. '--max-batch-tokens 8192'")
+    parser.add_argument("--peers", nargs="+", choices=[*PEERS, "none"],
+                        help="peer systems to measure beside the sidecar (default: all on CPU, none on "
+                             "another device: the peers run on CPU); 'none' skips them")
+    parser.add_argument("--no-peers", action="store_const", const=["none"], dest="peers", help="= --peers none")
+    parser.add_argument("--peers-python", default=None,
+                        help="interpreter that makes the peer venvs (default: the one .venv was made from)")
     args = parser.parse_args()
+    if args.peers is None:
+        args.peers = list(PEERS) if args.device == "cpu" else ["none"]
+    peer_names = [] if "none" in args.peers else list(dict.fromkeys(args.peers))
     if not (args.data / "cran.all.1400").exists():
         print(f"Cranfield data not found under {args.data} (pass --data)", file=sys.stderr)
         return 2
@@ -187,20 +206,47 @@ def main() -> int:
             stack.callback(proc.close)
             systems[(f"rescore-sidecar {backend}", precision, args.clients)] = SidecarClients(proc.address, args.clients)
             systems[(f"rescore-sidecar {backend}", precision, 1)] = SidecarClients(proc.address, 1)
-        for system in systems.values():  # warm-up
-            system.run(requests[:1])
+        # Peers calibrate (static int8) on pairs from the bench's own documents, the end of the pool.
+        calibration = [(queries[-1 - i % len(queries)], docs[-1 - i]) for i in range(min(64, len(docs)))]
+        peer_versions: dict[str, dict[str, str]] = {}  # per peer venv
+        for name in peer_names:
+            try:
+                peer, precision, clients, found = start_peer(
+                    name, model_dir, pathlib.Path(tmp) / "peers", batch_size=args.baseline_batch,
+                    clients=args.clients, calibration=calibration, python=args.peers_python)
+            except PeerError as exc:
+                print(f"peer {name}: skipped, {exc}", file=sys.stderr, flush=True)
+                continue
+            stack.callback(peer.close)
+            systems[(PEERS[name].label, precision, clients)] = peer
+            peer_versions.setdefault(PEERS[name].requirements.stem.removeprefix("requirements-"), {}).update(found)
+        for key, system in list(systems.items()):  # warm-up
+            try:
+                system.run(requests[:1])
+            except PeerError as exc:
+                print(f"peer {key[0]}: skipped, warm-up failed: {exc}", file=sys.stderr, flush=True)
+                del systems[key]
 
         latencies = {key: [] for key in systems}
         walls = {key: [] for key in systems}
         for _ in range(args.rounds):  # take turns, so load from elsewhere hits every system alike
-            for key, system in systems.items():
-                lat, wall = system.run(requests)
+            for key, system in list(systems.items()):
+                try:
+                    lat, wall = system.run(requests)
+                except PeerError as exc:  # only peers raise it: drop that one, keep the run
+                    print(f"peer {key[0]}: dropped, {exc}", file=sys.stderr, flush=True)
+                    del systems[key], latencies[key], walls[key]
+                    continue
                 latencies[key] += lat
                 walls[key].append(wall)
 
     pairs_per_round = sum(len(d) for _, d in requests)
     base_key = next(iter(systems))
     print(f"\nmachine: {machine()}")
+    if peer_versions:  # the peers' own venvs, not .venv
+        print("peers (own venvs, bench/peers/requirements-*.txt): " + " | ".join(
+            f"{venv}: " + ", ".join(f"{p} {v}" for p, v in sorted(found.items()))
+            for venv, found in peer_versions.items()))
     print(f"model: {args.arch} cross-encoder (random weights) | {args.rounds} rounds x {args.requests} requests x "
           f"{args.docs} docs | document tokens min/median/max {min(lengths)}/{int(statistics.median(lengths))}/"
           f"{max(lengths)}\n")
@@ -211,9 +257,11 @@ def main() -> int:
     for key in systems:
         name, dtype, clients = key
         rate = pairs_per_round * len(walls[key]) / sum(walls[key])
-        ratio = statistics.median(b / w for b, w in zip(walls[base_key], walls[key]))
+        ratio = round_ratio(walls, key, base_key)
         print(f"| {name:<36} | {dtype:<8} | {clients:>7} | {rate:>7.1f} | {ratio:>29.2f}x "
               f"| {statistics.median(latencies[key]) * 1000:>6.0f} | {percentile(latencies[key], 99) * 1000:>6.0f} |")
+    print()
+    print("\n".join(target_lines(walls, pairs_per_round, base_key)))
     return 0
 
 
