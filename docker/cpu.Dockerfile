@@ -27,7 +27,9 @@ RUN python3 -m venv /opt/venv \
 # bundle can be given as the build secret pip_ca (--secret id=pip_ca,src=/path/ca.pem).
 WORKDIR /opt/rescore/src
 COPY pyproject.toml constraints.txt docker/pyproject_deps.py ./
-ARG EXTRAS=server,proxy,opensearch,elasticsearch
+# openvino: on CPU the sidecar's backend `auto` is OpenVINO when installed (2.4x torch fp32 in
+# bench/sidecar_throughput.py); in both images so the layer stays shared.
+ARG EXTRAS=server,openvino,proxy,opensearch,elasticsearch
 ARG TORCH_INDEX_URL=""
 # torch from the CPU index first (when given); "torch==X" accepts the local "X+cpu" build, so the
 # second install keeps it and fetches only the rest.
@@ -64,16 +66,13 @@ RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
     && rm -rf /opt/rescore/src/build
 COPY docker/healthcheck.py docker/entrypoint.sh /opt/rescore/bin/
 
-# Derived artefacts of the baked models (int8 / exported backends) need the installed code, so
-# they are made here, after the code layer. PREPARE_MODELS is passed as is to
-# `rescore-sidecar prepare-model` (split on spaces; e.g. paths under /opt/rescore/models), which
-# must exist in the installed version; empty skips.
+# Derived artefacts (exported OpenVINO IR, calibrated int8) need the installed code, so they are
+# made here, after the code layer: `rescore-sidecar prepare-model $PREPARE_MODELS` (model strings
+# as for --model, split on spaces, e.g. "mine=/opt/rescore/models/mine,precision=int8"); empty
+# prepares the bundled default model. They are written beside each model and found there at
+# start although the folder is read-only to the sidecar's user, so a start exports nothing.
 ARG PREPARE_MODELS=""
-RUN if [ -n "$PREPARE_MODELS" ]; then \
-      rescore-sidecar prepare-model --help >/dev/null 2>&1 \
-        || { echo "PREPARE_MODELS given but this version has no 'rescore-sidecar prepare-model'" >&2; exit 1; }; \
-      rescore-sidecar prepare-model $PREPARE_MODELS; \
-    fi
+RUN rescore-sidecar prepare-model $PREPARE_MODELS
 
 # Model downloads land in the cache volume; mount it (or a PVC) so restarts do not re-download.
 # No RESCORE_* settings here: environment beats the config file, so image defaults would

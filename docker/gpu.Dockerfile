@@ -28,7 +28,9 @@ RUN python3 -m venv /opt/venv \
 # bundle can be given as the build secret pip_ca (--secret id=pip_ca,src=/path/ca.pem).
 WORKDIR /opt/rescore/src
 COPY pyproject.toml constraints.txt docker/pyproject_deps.py ./
-ARG EXTRAS=server,proxy,opensearch,elasticsearch
+# openvino: on CPU the sidecar's backend `auto` is OpenVINO when installed (2.4x torch fp32 in
+# bench/sidecar_throughput.py); in both images so the layer stays shared.
+ARG EXTRAS=server,openvino,proxy,opensearch,elasticsearch
 ARG TORCH_INDEX_URL=""
 # torch from the CPU index first (when given); "torch==X" accepts the local "X+cpu" build, so the
 # second install keeps it and fetches only the rest.
@@ -65,16 +67,10 @@ RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
     && rm -rf /opt/rescore/src/build
 COPY docker/healthcheck.py docker/entrypoint.sh /opt/rescore/bin/
 
-# Derived artefacts of the baked models (int8 / exported backends) need the installed code, so
-# they are made here, after the code layer. PREPARE_MODELS is passed as is to
-# `rescore-sidecar prepare-model` (split on spaces; e.g. paths under /opt/rescore/models), which
-# must exist in the installed version; empty skips.
+# Derived artefacts for the CPU fallback (OpenVINO IR, calibrated int8) of baked models, as in
+# cpu.Dockerfile, only when asked for: on a GPU the sidecar runs torch and needs none.
 ARG PREPARE_MODELS=""
-RUN if [ -n "$PREPARE_MODELS" ]; then \
-      rescore-sidecar prepare-model --help >/dev/null 2>&1 \
-        || { echo "PREPARE_MODELS given but this version has no 'rescore-sidecar prepare-model'" >&2; exit 1; }; \
-      rescore-sidecar prepare-model $PREPARE_MODELS; \
-    fi
+RUN if [ -n "$PREPARE_MODELS" ]; then rescore-sidecar prepare-model $PREPARE_MODELS; fi
 
 # Model downloads land in the cache volume; mount it (or a PVC) so restarts do not re-download.
 # No RESCORE_* settings here: environment beats the config file, so image defaults would

@@ -40,6 +40,8 @@ DOCS = ["Rivers carve valleys into mountains over millions of years.",
         "Glaciers and rivers are the main agents of erosion in mountain ranges.",
         "The stock market closed higher on Tuesday.",
         "Mountain streams carry sediment down to the plains."]
+# The baked tiny model as int8 on OpenVINO (the artefact is made at image build time).
+TINY_INT8 = "tiny=/opt/rescore/models/tiny,backend=openvino,precision=int8"
 # Cold: base + both images from nothing (pip downloads included); warm: seconds.
 pytestmark = pytest.mark.timeout(2400)
 
@@ -85,7 +87,8 @@ def _base_tag(docker: str) -> str:
 
 @pytest.fixture(scope="module")
 def baked_image(docker, images, tiny_cross_encoder, tmp_path_factory) -> str:
-    """The CPU image with the tiny cross-encoder baked in through BAKE_MODELS=tiny=./tiny.
+    """The CPU image with the tiny cross-encoder baked in through BAKE_MODELS=tiny=./tiny, and its
+    calibrated int8 OpenVINO artefact made at build time through PREPARE_MODELS.
 
     Built from a copy of the build context with the model in docker/models/ (as a user would put
     it), so the working tree stays untouched; every layer before the bake step is shared."""
@@ -95,7 +98,8 @@ def baked_image(docker, images, tiny_cross_encoder, tmp_path_factory) -> str:
     for name in ("sidecar", "connectors", "tools", "proto", "docker", "scripts", "helm"):
         shutil.copytree(ROOT / name, ctx / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     shutil.copytree(tiny_cross_encoder, ctx / "docker/models/tiny")
-    refs = _build("cpu", "--", "--build-arg", "BAKE_MODELS=tiny=./tiny", env={"IMAGE_TAG": "baked"}, cwd=ctx)
+    refs = _build("cpu", "--", "--build-arg", "BAKE_MODELS=tiny=./tiny", "--build-arg", f"PREPARE_MODELS={TINY_INT8}",
+                  env={"IMAGE_TAG": "baked"}, cwd=ctx)
     return refs["cpu"]
 
 
@@ -186,8 +190,10 @@ def docker_run_args(manifests: dict, dep: dict, image: str, workdir: pathlib.Pat
             args += ["--mount", f"type=bind,source={folder},target={path},readonly"]
         elif "emptyDir" in volume and path == "/dev/shm":
             args += ["--shm-size", str(_quantity(volume["emptyDir"].get("sizeLimit", "64Mi")))]
-        elif "emptyDir" in volume:  # an empty, writable directory, as the kubelet makes it
-            args += ["--tmpfs", f"{path}:rw,exec,mode=1777"]
+        elif "emptyDir" in volume:  # an empty directory the pod's user can write, as the kubelet makes it
+            # (uid=: over a directory of the image, Docker gives the tmpfs that directory's mode
+            # and root as owner, whatever mode= says)
+            args += ["--tmpfs", f"{path}:rw,exec,mode=1777,uid={uid if uid is not None else 0}"]
         else:
             pytest.fail(f"volume {volume} is not emulated")
     return [*args, image, *c.get("args", [])]
@@ -270,7 +276,8 @@ def assert_same_scores(got: list, expected: list) -> None:
 @pytest.fixture(scope="module")
 def host_sidecar(tiny_cross_encoder):
     """The same models run outside any container: the reference scores."""
-    with sidecar_process({DEFAULT_MODEL_NAME: offline_model_dir(), "tiny": tiny_cross_encoder}) as proc:
+    with sidecar_process({DEFAULT_MODEL_NAME: offline_model_dir(), "tiny": tiny_cross_encoder,
+                          "tiny-int8": f"{tiny_cross_encoder},backend=openvino,precision=int8"}) as proc:
         yield proc
 
 
@@ -318,6 +325,12 @@ def test_default_values_run_the_cpu_image(docker, images, helm, containers, host
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     write = subprocess.run([docker, "exec", name, "touch", "/opt/venv/x"], capture_output=True, text=True)
     assert write.returncode != 0 and "Read-only file system" in write.stderr
+
+    # On CPU the image runs OpenVINO (backend auto), from the IR made at build time beside the
+    # bundled model (read-only to this user): nothing is exported at start.
+    started = logs(docker, name)
+    assert re.search(rf"loaded model {DEFAULT_MODEL_NAME} .* on openvino/cpu as fp32", started), started[-3000:]
+    assert "using the OpenVINO fp32 artefact" in started and "building the OpenVINO" not in started, started[-3000:]
 
     # The default values serve the bundled model; its scores equal the same model run outside.
     address = f"127.0.0.1:{ports['sidecar.port']}"
@@ -408,6 +421,27 @@ def test_baked_model_serves_with_no_network(docker, baked_image, helm, container
     assert [ln.split(":")[0].strip() for ln in interfaces.splitlines()[2:]] == ["lo"]
 
 
+def test_int8_artefact_baked_at_build_time_is_served_as_is(docker, baked_image, helm, containers, host_sidecar):
+    """model.models asks for the baked model as OpenVINO int8: the artefact PREPARE_MODELS made at
+    build time is loaded from the read-only image (no calibration at start, no network), and its
+    scores equal the same int8 model made outside (the calibration is deterministic)."""
+    ports = sidecar_ports()
+    entry = {"name": "tiny", "source": "/opt/rescore/models/tiny", "backend": "openvino", "precision": "int8"}
+    manifests = render(helm, [], ports, {"model.models": [entry]})
+    dep = deployment(manifests)
+    name = containers(manifests, dep, baked_image, network="none")
+    deadline = time.monotonic() + 300
+    check = ["exec", name, "python", "/opt/rescore/bin/healthcheck.py", "--address", f"127.0.0.1:{ports['sidecar.port']}"]
+    while subprocess.run([docker, *check], capture_output=True).returncode != 0:
+        assert state(docker, name)["Running"] and time.monotonic() < deadline, logs(docker, name)[-4000:]
+        time.sleep(0.5)
+    text = logs(docker, name)
+    assert "using the OpenVINO int8 artefact of /opt/rescore/models/tiny in /opt/rescore/models/tiny/openvino/" in text, \
+        text[-3000:]
+    assert "building the OpenVINO" not in text and "loaded model tiny " in text and "as int8" in text, text[-3000:]
+    assert_same_scores(_exec_rerank(docker, name, ports["sidecar.port"]), rerank(host_sidecar.address, "tiny-int8"))
+
+
 @pytest.fixture(scope="module")
 def opensearch():
     from rescore_sidecar.tools.localnode import start_node
@@ -439,10 +473,13 @@ def test_proxy_values_in_front_of_a_real_engine(docker, images, baked_image, hel
     sidecar_dep, proxy_dep = deployment(manifests), deployment(manifests, "-proxy")
     sidecar = containers(manifests, sidecar_dep, baked_image)
     wait_for_probe(docker, sidecar, sidecar_dep["spec"]["template"]["spec"]["containers"][0]["startupProbe"])
-    service = sidecar_dep["metadata"]["name"]  # the Service shares the Deployment's name
+    # The chart's Services for the sidecar (ClusterIP and headless: the proxy targets the headless
+    # one to spread over pods) all lead to the one sidecar container here.
+    services = (sidecar_dep["metadata"]["name"], f"{sidecar_dep['metadata']['name']}-headless")
+    assert all(("Service", name) in manifests for name in services)
     proxy_container = proxy_dep["spec"]["template"]["spec"]["containers"][0]
     assert proxy_container["image"].endswith("-cpu")
-    proxy = containers(manifests, proxy_dep, images["cpu"], add_hosts=(service,))
+    proxy = containers(manifests, proxy_dep, images["cpu"], add_hosts=services)
     url = f"http://127.0.0.1:{ports['proxy.port']}"
     deadline = time.monotonic() + 60
     while True:
