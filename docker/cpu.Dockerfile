@@ -27,7 +27,7 @@ RUN python3 -m venv /opt/venv \
 # bundle can be given as the build secret pip_ca (--secret id=pip_ca,src=/path/ca.pem).
 WORKDIR /opt/rescore/src
 COPY pyproject.toml constraints.txt docker/pyproject_deps.py ./
-# openvino: on CPU the sidecar's backend `auto` is OpenVINO when installed (2.4x torch fp32 in
+# openvino: on CPU the sidecar's backend `auto` is OpenVINO when installed (1.2-2.4x torch fp32 in
 # bench/sidecar_throughput.py); in both images so the layer stays shared.
 ARG EXTRAS=server,openvino,proxy,opensearch,elasticsearch
 ARG TORCH_INDEX_URL=""

@@ -403,6 +403,15 @@ def _exec_rerank(docker: str, name: str, port: int) -> list[tuple[int, float]]:
     return [(i, s) for i, s in json.loads(out)]
 
 
+def wait_healthy_inside(docker: str, name: str, port: int, budget: float = 300) -> None:
+    """Polls the image's own health check inside a container that has no network to reach it from outside."""
+    deadline = time.monotonic() + budget
+    check = ["exec", name, "python", "/opt/rescore/bin/healthcheck.py", "--address", f"127.0.0.1:{port}"]
+    while subprocess.run([docker, *check], capture_output=True).returncode != 0:
+        assert state(docker, name)["Running"] and time.monotonic() < deadline, logs(docker, name)[-4000:]
+        time.sleep(0.5)
+
+
 def test_baked_model_serves_with_no_network(docker, baked_image, helm, containers, host_sidecar):
     """Default values (no models named) on an image with a model baked in, with --network none:
     the baked model is what is served, and it needs nothing from outside."""
@@ -410,11 +419,7 @@ def test_baked_model_serves_with_no_network(docker, baked_image, helm, container
     manifests = render(helm, [], ports)
     dep = deployment(manifests)
     name = containers(manifests, dep, baked_image, network="none")
-    deadline = time.monotonic() + 300
-    check = ["exec", name, "python", "/opt/rescore/bin/healthcheck.py", "--address", f"127.0.0.1:{ports['sidecar.port']}"]
-    while subprocess.run([docker, *check], capture_output=True).returncode != 0:
-        assert state(docker, name)["Running"] and time.monotonic() < deadline, logs(docker, name)[-4000:]
-        time.sleep(0.5)
+    wait_healthy_inside(docker, name, ports["sidecar.port"])
     assert "SERVING models tiny" in logs(docker, name)
     assert_same_scores(_exec_rerank(docker, name, ports["sidecar.port"]), rerank(host_sidecar.address, "tiny"))
     interfaces = _docker(docker, "exec", name, "cat", "/proc/net/dev")
@@ -430,11 +435,7 @@ def test_int8_artefact_baked_at_build_time_is_served_as_is(docker, baked_image, 
     manifests = render(helm, [], ports, {"model.models": [entry]})
     dep = deployment(manifests)
     name = containers(manifests, dep, baked_image, network="none")
-    deadline = time.monotonic() + 300
-    check = ["exec", name, "python", "/opt/rescore/bin/healthcheck.py", "--address", f"127.0.0.1:{ports['sidecar.port']}"]
-    while subprocess.run([docker, *check], capture_output=True).returncode != 0:
-        assert state(docker, name)["Running"] and time.monotonic() < deadline, logs(docker, name)[-4000:]
-        time.sleep(0.5)
+    wait_healthy_inside(docker, name, ports["sidecar.port"])
     text = logs(docker, name)
     assert "using the OpenVINO int8 artefact of /opt/rescore/models/tiny in /opt/rescore/models/tiny/openvino/" in text, \
         text[-3000:]
