@@ -8,7 +8,7 @@ import time
 import pytest
 
 from rescore_sidecar.connectors.config import OutlierConfig
-from rescore_sidecar.connectors.endpoints import (EJECTED, FAILING, HEALTHY, EndpointPool, parse_target,
+from rescore_sidecar.connectors.endpoint_pool import (EJECTED, FAILING, HEALTHY, EndpointPool, parse_target,
                                                   resolve_system, split_targets)
 
 A, B, C = "10.0.0.1:50051", "10.0.0.2:50051", "10.0.0.3:50051"
