@@ -4,6 +4,7 @@ against a scripted sidecar, and `serve` names the extra it lacks."""
 from __future__ import annotations
 
 import pathlib
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,11 +17,20 @@ pytestmark = pytest.mark.timeout(900)
 
 @pytest.fixture(scope="module")
 def client_venv(tmp_path_factory) -> pathlib.Path:
-    venv = tmp_path_factory.mktemp("client") / "venv"
+    work = tmp_path_factory.mktemp("client")
+    # Built from a copy of the sources: building in the checkout would leave build/ there, and
+    # setuptools' build/lib keeps modules deleted since, which would then ship in the wheel.
+    source = work / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    for name in ("sidecar", "connectors", "tools", "proto"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
     proc = subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                           "-c", str(ROOT / "constraints.txt"), f"{ROOT}[opensearch]"],
+                           "-c", str(ROOT / "constraints.txt"), f"{source}[opensearch]"],
                           capture_output=True, text=True, timeout=800)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return python
