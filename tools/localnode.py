@@ -157,8 +157,8 @@ def java_available(engine: str, version: str) -> bool:
 # --------------------------------------------------------------------------- download
 
 @contextlib.contextmanager
-def _file_lock(path: pathlib.Path) -> Iterator[None]:
-    # Several test sessions may share the cache: one downloads, the others wait.
+def file_lock(path: pathlib.Path) -> Iterator[None]:
+    """An exclusive lock on `path` (made if missing) across processes: one fills a shared cache, the others wait."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -175,7 +175,7 @@ def install(engine: str, version: str | None = None, *, quiet: bool = True) -> p
     home = root / f"{engine}-{version}"
     if (home / "bin" / engine).exists() and not _missing_modules(engine, home):
         return home
-    with _file_lock(root / f".{engine}-{version}.lock"):
+    with file_lock(root / f".{engine}-{version}.lock"):
         if (home / "bin" / engine).exists():
             # An install cached before the modules were added gets them now.
             _install_modules(engine, version, home, quiet=quiet)

@@ -9,8 +9,6 @@ until removed by hand.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -19,7 +17,8 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+
+from rescore_sidecar.tools.localnode import file_lock
 
 HERE = pathlib.Path(__file__).resolve().parent
 CACHE = pathlib.Path(os.environ.get("RESCORE_BENCH_PEERS_CACHE",
@@ -37,18 +36,6 @@ def venv_dir(requirements: pathlib.Path) -> pathlib.Path:
     return CACHE / f"{requirements.stem}-{digest}"
 
 
-@contextlib.contextmanager
-def _locked(path: pathlib.Path) -> Iterator[None]:
-    # Two bench runs starting together would otherwise pip-install into the same folder.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_venv(requirements: pathlib.Path, python: str | None = None) -> pathlib.Path:
     """Path of the venv's python for `requirements`, building the venv first if needed.
 
@@ -58,7 +45,8 @@ def ensure_venv(requirements: pathlib.Path, python: str | None = None) -> pathli
     py = target / "bin" / "python"
     if (target / READY).exists():
         return py
-    with _locked(target.with_suffix(".lock")):
+    # Two bench runs starting together would otherwise pip-install into the same folder.
+    with file_lock(target.with_suffix(".lock")):
         if (target / READY).exists():  # another run built it while we waited
             return py
         if target.exists():
