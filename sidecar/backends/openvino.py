@@ -131,10 +131,8 @@ def prepare(backend: Backend, spec: ModelSpec, hub_kwargs: Mapping[str, Any], *,
     # Written beside the target and renamed into place, so a concurrent start never reads half a model.
     staging = pathlib.Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
     # mkdtemp makes it 0700: an artefact built by root at image build time must stay readable
-    # by the non-root user that serves it.
-    mask = os.umask(0)
-    os.umask(mask)
-    staging.chmod(0o777 & ~mask)
+    # by the non-root user that serves it. (Not via umask: os.umask is process-wide, racy here.)
+    staging.chmod(0o755)
     try:
         ov.save_model(model, str(staging / "model.xml"), compress_to_fp16=False)
         (staging / "meta.json").write_text(json.dumps({
