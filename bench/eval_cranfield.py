@@ -79,7 +79,7 @@ def precision_check(configs: list[str], data: str, out: str) -> int:
 
     from rescore_sidecar.sidecar.backends import load_backend
     from rescore_sidecar.sidecar.config import ModelSpec, offline_model_dir
-    from rescore_sidecar.sidecar.tokenize import tokenize_request
+    from rescore_sidecar.sidecar.core.tokenization import tokenize_request
     from rescore_sidecar.tools.eval.collection import read_cranfield, shared_data_dir
     from rescore_sidecar.tools.eval.metrics import per_query_scores
 

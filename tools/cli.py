@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 # subcommand -> ("module:function", one-line help, the extra that installs what it needs).
 # Each function takes argv and returns an exit code.
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
-    "serve": ("rescore_sidecar.sidecar.server:serve_main", "run the gRPC reranking server", "server"),
+    "serve": ("rescore_sidecar.sidecar.app:serve_main", "run the gRPC reranking server", "server"),
     "prepare-model": ("rescore_sidecar.sidecar.backends.prepare:main",
                       "build and cache a model's exported/quantized artefacts (image build step)", "server"),
     "proxy": ("rescore_sidecar.connectors.proxy.cli:main", "run the HTTP rescoring proxy in front of a cluster",

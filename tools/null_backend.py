@@ -104,7 +104,7 @@ def null_sidecar_process(models: Mapping[str, str], *, extra_args: Sequence[str]
 
 
 def main(argv: Sequence[str]) -> int:
-    from rescore_sidecar.sidecar import server
+    from rescore_sidecar.sidecar import app as server
 
     server.load_backend = load_null_model  # this process only
     return server.serve_main(argv)

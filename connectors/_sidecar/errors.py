@@ -1,7 +1,7 @@
 """What a failed Rerank call means for the caller, read from the status's typed reason.
 
 The sidecar puts a `google.rpc.ErrorInfo` (domain `rescore.sidecar`) in the standard rich-status
-trailer of every error (`sidecar/errors.py: to_status`). Its `reason` decides, never the message:
+trailer of every error (`sidecar/core/errors.py: to_status`). Its `reason` decides, never the message:
 
 - the request's fault (over a per-request limit, invalid): `RequestRejected`; falls back, and is a
   fast success for the breaker (says nothing about the sidecar's health);
@@ -26,7 +26,7 @@ _BY_CODE = {grpc.StatusCode.DEADLINE_EXCEEDED: "timeout", grpc.StatusCode.UNAVAI
 # Codes that blame what was sent (our request was bad), with or without ErrorInfo.
 _REQUEST_CODES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,
                   grpc.StatusCode.OUT_OF_RANGE}
-# ErrorInfo.reason -> (fallback reason, exception class name); see sidecar/errors.py REASONS.
+# ErrorInfo.reason -> (fallback reason, exception class name); see sidecar/core/errors.py REASONS.
 _REQUEST_REASONS = {"REQUEST_TOO_LARGE": "too_large", "INVALID_REQUEST": "error", "MODEL_NOT_FOUND": "error"}
 _OVERLOAD_REASONS = {"OVERLOADED": "overloaded", "OUT_OF_DEVICE_MEMORY": "overloaded"}
 

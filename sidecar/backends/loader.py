@@ -179,7 +179,7 @@ def read_calibration(path: str | pathlib.Path = "") -> list[tuple[str, str]]:
 
 def calibration_inputs(backend: Backend, path: str = "") -> Iterator[dict]:
     """Padded model inputs, one sequence each, tokenized exactly as requests are."""
-    from rescore_sidecar.sidecar.tokenize import tokenize_request
+    from rescore_sidecar.sidecar.core.tokenization import tokenize_request
 
     for query, document in read_calibration(path):
         for sequence in tokenize_request(backend, query, [document]).sequences:

@@ -16,7 +16,7 @@ from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2_grpc
 from rescore_sidecar.sidecar.backends import load_backend
 from rescore_sidecar.sidecar.config import ModelSpec
-from rescore_sidecar.sidecar.tokenize import tokenize_request
+from rescore_sidecar.sidecar.core.tokenization import tokenize_request
 from rescore_sidecar.tools.seeded_models import minilm_dir
 from rescore_sidecar.tools.sidecar_process import sidecar_process
 

@@ -12,7 +12,7 @@ from rescore_sidecar.connectors import (ConnectorConfig, RerankOptions, Rescorin
                                         SidecarClientConfig)
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2_grpc
-from rescore_sidecar.sidecar.cache import ENTRY_OVERHEAD
+from rescore_sidecar.sidecar.core.cache import ENTRY_OVERHEAD
 from rescore_sidecar.tools.sidecar_process import sidecar_process
 
 INDEX = "score-cache-corpus"

@@ -13,7 +13,7 @@ from scipy.stats import spearmanr
 
 from rescore_sidecar.sidecar.backends import BI_ENCODER, CROSS_ENCODER, load_backend
 from rescore_sidecar.sidecar.config import ModelSpec
-from rescore_sidecar.sidecar.tokenize import tokenize_request
+from rescore_sidecar.sidecar.core.tokenization import tokenize_request
 from rescore_sidecar.tools.seeded_models import minilm_dir
 
 WORDS = ("boundary layer flow wing pressure supersonic heat transfer shock wave drag lift panel buckling "

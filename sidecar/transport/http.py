@@ -28,10 +28,10 @@ from aiohttp import web
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
 from rescore_sidecar.sidecar import metrics
 from rescore_sidecar.sidecar.config import SidecarConfig
-from rescore_sidecar.sidecar.errors import NotReady
-from rescore_sidecar.sidecar.errors import RequestTooLarge
-from rescore_sidecar.sidecar.http_errors import FieldError, HttpError, to_http
-from rescore_sidecar.sidecar.service import RerankService
+from rescore_sidecar.sidecar.core.errors import NotReady
+from rescore_sidecar.sidecar.core.errors import RequestTooLarge
+from rescore_sidecar.sidecar.transport.http_errors import FieldError, HttpError, to_http
+from rescore_sidecar.sidecar.core.service import RerankService
 
 log = logging.getLogger("sidecar.http")
 

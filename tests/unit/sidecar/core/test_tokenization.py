@@ -4,7 +4,7 @@ from transformers import AutoTokenizer
 
 from rescore_sidecar.sidecar.backends import load_backend
 from rescore_sidecar.sidecar.config import ModelSpec
-from rescore_sidecar.sidecar.tokenize import tokenize_request
+from rescore_sidecar.sidecar.core.tokenization import tokenize_request
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ import numpy as np
 
 from rescore_sidecar.sidecar import metrics
 from rescore_sidecar.sidecar.backends import Backend, TokenizedSequence
-from rescore_sidecar.sidecar.errors import Overloaded, RequestTooLarge
+from rescore_sidecar.sidecar.core.errors import Overloaded, RequestTooLarge
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from rescore_sidecar.sidecar.cache import ENTRY_OVERHEAD, ScoreCache, keys, model_namespace
+from rescore_sidecar.sidecar.core.cache import ENTRY_OVERHEAD, ScoreCache, keys, model_namespace
 
 
 @dataclasses.dataclass

@@ -1,6 +1,6 @@
 """The reranking core behind the transport: validation, tokenization, queueing, scoring.
 
-Transport-agnostic: the gRPC layer (rescore_sidecar.sidecar.server) parses bytes, passes the request
+Transport-agnostic: the gRPC layer (rescore_sidecar.sidecar.app) parses bytes, passes the request
 and the time the client has left, and maps any exception with errors.to_status.
 """
 from __future__ import annotations
@@ -15,12 +15,12 @@ import numpy as np
 
 from rescore_sidecar.sidecar import metrics
 from rescore_sidecar.sidecar.backends import BI_ENCODER, CROSS_ENCODER, Backend
-from rescore_sidecar.sidecar.batching import Job, ModelQueue
-from rescore_sidecar.sidecar.cache import ScoreCache, keys as cache_keys, model_namespace
+from rescore_sidecar.sidecar.core.queue import Job, ModelQueue
+from rescore_sidecar.sidecar.core.cache import ScoreCache, keys as cache_keys, model_namespace
 from rescore_sidecar.sidecar.config import SidecarConfig
-from rescore_sidecar.sidecar.errors import DeadlineTooShort, NotReady, InvalidRequest, ModelNotFound, RequestTooLarge
+from rescore_sidecar.sidecar.core.errors import DeadlineTooShort, NotReady, InvalidRequest, ModelNotFound, RequestTooLarge
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
-from rescore_sidecar.sidecar.tokenize import TokenizedRequest, tokenize_request
+from rescore_sidecar.sidecar.core.tokenization import TokenizedRequest, tokenize_request
 
 log = logging.getLogger(__name__)
 

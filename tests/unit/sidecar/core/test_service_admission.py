@@ -9,10 +9,10 @@ import pytest
 
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
 from rescore_sidecar.sidecar.backends import TokenizedSequence
-from rescore_sidecar.sidecar.batching import BatchLimits, Job, ModelQueue
+from rescore_sidecar.sidecar.core.queue import BatchLimits, Job, ModelQueue
 from rescore_sidecar.sidecar.config import SidecarConfig
-from rescore_sidecar.sidecar.errors import LimitExceeded
-from rescore_sidecar.sidecar.service import RerankService
+from rescore_sidecar.sidecar.core.errors import LimitExceeded
+from rescore_sidecar.sidecar.core.service import RerankService
 
 
 class CountingTokenizer:

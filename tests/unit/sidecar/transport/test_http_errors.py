@@ -5,9 +5,9 @@ import asyncio
 
 import pytest
 
-from rescore_sidecar.sidecar import errors
-from rescore_sidecar.sidecar.errors import RequestTooLarge
-from rescore_sidecar.sidecar.http_errors import FieldError, to_http
+from rescore_sidecar.sidecar.core import errors
+from rescore_sidecar.sidecar.core.errors import RequestTooLarge
+from rescore_sidecar.sidecar.transport.http_errors import FieldError, to_http
 
 
 @pytest.mark.parametrize("exc, status, kind", [

@@ -1,8 +1,7 @@
-"""gRPC transport: the Reranker service, health, reflection, metrics and graceful drain.
+"""The sidecar process: wiring, lifecycle (load, warm up, serve, drain) and the `serve` command.
 
-A thin layer over rescore_sidecar.sidecar.service: it parses request bytes itself (so malformed
-protobuf or invalid UTF-8 becomes INVALID_ARGUMENT instead of a generic failure),
-maps every error with errors.to_status, and owns the process lifecycle.
+The only module that knows every other: it builds the core (queues, cache, service), starts the
+gRPC transport (transport/grpc.py) and the HTTP one (transport/http.py), and drains on SIGTERM.
 """
 from __future__ import annotations
 
@@ -16,7 +15,6 @@ import time
 from typing import Sequence
 
 import grpc
-from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from pydantic import ValidationError
@@ -24,88 +22,22 @@ from pydantic import ValidationError
 from rescore_sidecar.sidecar import metrics
 from rescore_sidecar.sidecar import settings
 from rescore_sidecar.sidecar.backends import Backend, load_backend
-from rescore_sidecar.sidecar.batching import BatchLimits, ModelQueue
-from rescore_sidecar.sidecar.cache import ScoreCache
+from rescore_sidecar.sidecar.core.queue import BatchLimits, ModelQueue
+from rescore_sidecar.sidecar.core.cache import ScoreCache
 from rescore_sidecar.sidecar.config import SidecarConfig, load_config
-from rescore_sidecar.sidecar.errors import NotReady, InvalidRequest, to_status
-from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
-from rescore_sidecar.sidecar.security import BearerTokenInterceptor, server_credentials
-from rescore_sidecar.sidecar.service import RerankService
+from rescore_sidecar.sidecar.transport.grpc import SERVICE_NAME, GrpcTransport
+from rescore_sidecar.sidecar.transport.security import BearerTokenInterceptor, server_credentials
+from rescore_sidecar.sidecar.core.service import RerankService
 
 log = logging.getLogger("sidecar")
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Reranker"].full_name  # "rescore.v1.Reranker"
 WARMUP_QUERY = "warm-up query"
 WARMUP_DOCUMENTS = ["a short warm-up document", "another warm-up document " * 8]
 
 
-class GrpcTransport:
-    """Adapts RerankService to grpc.aio handlers."""
-
-    def __init__(self, service: RerankService | None = None) -> None:
-        # None while models load: the handlers are registered before the port opens, so early
-        # calls get a retryable UNAVAILABLE instead of UNIMPLEMENTED.
-        self.service = service
-
-    async def rerank(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.RerankResponse:
-        started = time.perf_counter()
-        model = "unknown"
-        metrics.IN_FLIGHT.inc()
-        try:
-            if self.service is None:
-                raise NotReady("models are still loading (not SERVING yet); send the request to another replica")
-            try:
-                request = pb.RerankRequest.FromString(raw)
-            except DecodeError as exc:
-                raise InvalidRequest(f"request is not a valid rescore.v1.RerankRequest ({exc}); "
-                                     "string fields must be valid UTF-8") from exc
-            model = request.model or self.service.default_model
-            if model not in self.service.backends:
-                model = "unknown"  # bounded label cardinality
-            log.debug("rerank request_id=%s model=%s documents=%d", request.request_id, model, len(request.documents))
-            if self.service.config.log_documents:  # opt-in only: texts may be personal data
-                log.info("rerank request_id=%s query=%r documents=%r", request.request_id, request.query,
-                         [doc.text for doc in request.documents])
-            response = await self.service.rerank(request, context.time_remaining())
-            self._count(model, grpc.StatusCode.OK, started)
-            return response
-        except asyncio.CancelledError:
-            self._count(model, grpc.StatusCode.CANCELLED, started)
-            raise
-        except Exception as exc:  # noqa: BLE001 - every error becomes a status
-            status = to_status(exc)
-            self._count(model, status.code, started)
-            await context.abort(status.code, status.message, status.trailing_metadata())
-        finally:
-            metrics.IN_FLIGHT.dec()
-
-    async def list_models(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
-        if self.service is None:
-            status = to_status(NotReady("models are still loading (not SERVING yet)"))
-            await context.abort(status.code, status.message, status.trailing_metadata())
-        return self.service.list_models()
-
-    @staticmethod
-    def _count(model: str, code: grpc.StatusCode, started: float) -> None:
-        code_name = code.name
-        metrics.REQUESTS.labels(model, code_name).inc()
-        metrics.REQUEST_LATENCY.labels(model, code_name).observe(time.perf_counter() - started)
-        if code != grpc.StatusCode.OK:
-            metrics.ERRORS.labels(code_name).inc()
-
-    def handler(self) -> grpc.GenericRpcHandler:
-        # No request deserializer: rerank() parses, so decode errors get a clear status.
-        return grpc.method_handlers_generic_handler(SERVICE_NAME, {
-            "Rerank": grpc.unary_unary_rpc_method_handler(
-                self.rerank, response_serializer=pb.RerankResponse.SerializeToString),
-            "ListModels": grpc.unary_unary_rpc_method_handler(
-                self.list_models, response_serializer=pb.ListModelsResponse.SerializeToString),
-        })
-
-
 def warm_up(backend: Backend) -> None:
     """Runs one real batch so the first request pays no lazy-initialisation cost."""
-    from rescore_sidecar.sidecar.tokenize import tokenize_request
+    from rescore_sidecar.sidecar.core.tokenization import tokenize_request
 
     tokenized = tokenize_request(backend, WARMUP_QUERY, WARMUP_DOCUMENTS)
     backend.forward(tokenized.sequences)
@@ -155,7 +87,7 @@ class Sidecar:
                  "mutual TLS" if cfg.tls_client_ca_file else "TLS" if credentials else "plaintext",
                  ", bearer token required" if token else "")
         if cfg.http_port:
-            from rescore_sidecar.sidecar.http import HttpTransport, start_http
+            from rescore_sidecar.sidecar.transport.http import HttpTransport, start_http
 
             http_transport = HttpTransport(cfg, serving=lambda: self.service is not None and not self.service.draining)
             self._http_runner, self.http_port = await start_http(http_transport, cfg.host, cfg.http_port)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rescore_sidecar.sidecar.config import SidecarConfig
-from rescore_sidecar.sidecar.server import serve_main
+from rescore_sidecar.sidecar.app import serve_main
 
 
 def test_every_setting_has_a_flag(capsys):

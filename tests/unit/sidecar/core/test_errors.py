@@ -10,8 +10,8 @@ import pytest
 
 from rescore_sidecar.connectors import RequestRejected, SidecarClient, SidecarClientConfig, SidecarOverloaded
 from rescore_sidecar.connectors._sidecar.errors import error_info, from_rpc_error
-from rescore_sidecar.sidecar import errors
-from rescore_sidecar.sidecar.server import GrpcTransport
+from rescore_sidecar.sidecar.core import errors
+from rescore_sidecar.sidecar.transport.grpc import GrpcTransport
 
 CASES = [
     (errors.InvalidRequest("query is empty"), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST"),

@@ -9,7 +9,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from rescore_sidecar.sidecar.errors import (DeadlineTooShort, InvalidRequest, LimitExceeded, ModelNotFound,
+from rescore_sidecar.sidecar.core.errors import (DeadlineTooShort, InvalidRequest, LimitExceeded, ModelNotFound,
                                             NotReady, Overloaded, RescoreError)
 
 log = logging.getLogger(__name__)

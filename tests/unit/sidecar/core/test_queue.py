@@ -7,8 +7,8 @@ import pytest
 import numpy as np
 
 from rescore_sidecar.sidecar.backends import TokenizedSequence
-from rescore_sidecar.sidecar.batching import BatchLimits, Job, ModelQueue, plan_batches
-from rescore_sidecar.sidecar.errors import LimitExceeded
+from rescore_sidecar.sidecar.core.queue import BatchLimits, Job, ModelQueue, plan_batches
+from rescore_sidecar.sidecar.core.errors import LimitExceeded
 
 
 def test_plan_batches_respects_budget_and_sorts_by_length():

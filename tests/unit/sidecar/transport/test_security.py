@@ -6,8 +6,8 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from rescore_sidecar.sidecar.config import SidecarConfig
-from rescore_sidecar.sidecar.security import BearerTokenInterceptor, server_credentials
-from rescore_sidecar.sidecar.server import SERVICE_NAME, GrpcTransport
+from rescore_sidecar.sidecar.transport.security import BearerTokenInterceptor, server_credentials
+from rescore_sidecar.sidecar.transport.grpc import SERVICE_NAME, GrpcTransport
 
 RERANK = f"/{SERVICE_NAME}/Rerank"
 

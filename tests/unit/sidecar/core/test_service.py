@@ -12,7 +12,8 @@ import pytest
 
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
 from rescore_sidecar.sidecar.config import SidecarConfig
-from rescore_sidecar.sidecar.server import SERVICE_NAME, GrpcTransport, Sidecar
+from rescore_sidecar.sidecar.app import Sidecar
+from rescore_sidecar.sidecar.transport.grpc import SERVICE_NAME, GrpcTransport
 
 LIMITS = dict(max_documents=8, max_request_bytes=4096, min_deadline_ms=2000)
 
