@@ -70,6 +70,11 @@ class JsonLinesFile:
         self._file.close()
 
 
+def open_sink(target: str) -> Sink:
+    """"-" or "stdout": JSON lines to stdout; anything else: a file path to append to."""
+    return StreamSink() if target in ("-", "stdout") else JsonLinesFile(target)
+
+
 class FeedbackError(ValueError):
     """Feedback that cannot be accepted; `reason` is one of the REASON_* constants (map it to 4xx)."""
     def __init__(self, reason: str, message: str) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from rescore_sidecar.connectors.feedback_log import (
     REASON_BAD_FEEDBACK, REASON_EXPIRED_IMPRESSION, REASON_UNKNOWN_DOC, REASON_UNKNOWN_IMPRESSION,
-    FeedbackError, FeedbackLog, JsonLinesFile, StreamSink)
+    FeedbackError, FeedbackLog, JsonLinesFile, StreamSink, open_sink)
 
 
 class Clock:
@@ -148,3 +148,11 @@ def test_stream_sink_writes_to_stdout_by_default(capsys):
     with FeedbackLog() as log:
         log.impression("e", ["a", "b"], ["d0"], arm="b", impression_id="x")
     assert json.loads(capsys.readouterr().out)["id"] == "x"
+
+
+def test_open_sink_picks_stdout_or_a_file(tmp_path, capsys):
+    for target in ("-", str(tmp_path / "log.jsonl")):
+        with FeedbackLog(open_sink(target)) as log:
+            log.impression("e", ["a", "b"], ["d0"], arm="a", impression_id=target)
+    assert json.loads(capsys.readouterr().out)["id"] == "-"
+    assert json.loads((tmp_path / "log.jsonl").read_text())["id"] == str(tmp_path / "log.jsonl")
