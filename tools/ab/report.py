@@ -3,7 +3,8 @@
 Interleaved experiments: impressions, wins per arm, ties, and the preference
 Δ_AB = (wins_A + ties / 2) / (wins_A + wins_B + ties) - 1/2 (Chapelle et al. 2012; > 0 favours arm A,
 the first arm of the experiment's first impression), over impressions with at least one click, with
-a 95% percentile-bootstrap interval and an exact binomial sign test of wins A vs wins B (ties out).
+a 95% percentile-bootstrap interval and an exact binomial sign test of wins A vs wins B (ties out);
+an arm is named preferred when the interval excludes 0 and the sign test's p < 0.05.
 Split experiments: per arm, impressions, CTR (impressions with a click; Wilson 95% interval) and
 MRR of clicks (mean over impressions of 1 / rank of the highest clicked doc, 0 without a click;
 normal 95% interval). The event schema is in `connectors/feedback_log.py`.
@@ -43,7 +44,7 @@ class InterleaveSummary:
     delta_ab: float | None        # None without a clicked impression
     delta_ci: Interval | None
     sign_test_p: float | None     # two-sided exact binomial, wins A vs wins B
-    preferred: str | None         # the arm the interval excludes 0 for, else None
+    preferred: str | None         # when the interval excludes 0 and the sign test has p < 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +118,9 @@ def summarize_interleave(arms: tuple[str, str], outcomes: Sequence[str | None], 
     ci = Interval(float(np.percentile(deltas, 2.5)), float(np.percentile(deltas, 97.5)))
     decided = wins[arms[0]] + wins[arms[1]]
     p = float(binomtest(wins[arms[0]], decided).pvalue) if decided else None
-    preferred = arms[0] if ci.low > 0 else arms[1] if ci.high < 0 else None
+    # Both must agree: the percentile bootstrap alone is overconfident on a handful of impressions.
+    significant = p is not None and p < 0.05
+    preferred = (arms[0] if ci.low > 0 else arms[1] if ci.high < 0 else None) if significant else None
     return InterleaveSummary(arms, len(outcomes), clicked, wins, ties, delta, ci, p, preferred)
 
 

@@ -67,10 +67,11 @@ def test_report_text_names_the_preferred_arm(events, capsys):
 def test_too_few_clicks_make_no_decision(tmp_path, capsys):
     path = tmp_path / "e.jsonl"
     with FeedbackLog(JsonLinesFile(path)) as log:
-        interleaved(log, 0, "bm25")
-        interleaved(log, 1, "model")
+        for i in range(3):  # three wins out of three: the bootstrap interval excludes 0, the sign test does not
+            interleaved(log, i, "bm25")
     main([str(path), "--json"])
     (report,) = json.loads(capsys.readouterr().out)
+    assert report["interleave"]["delta_ci"]["low"] > 0 and report["interleave"]["sign_test_p"] == 0.25
     assert report["interleave"]["preferred"] is None
 
 
