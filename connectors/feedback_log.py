@@ -173,8 +173,9 @@ class FeedbackLog:
                            else "split", arms, doc_ids, teams, arm, now)
         with self._lock:
             self._forget_old(now)
+            if shown.id in self._known:  # a second impression under one id would reset its clicks
+                raise ValueError(f"impression id {shown.id!r} is already recorded")
             self._known[shown.id] = _Known(shown, set())
-            self._known.move_to_end(shown.id)
             while len(self._known) > self.max_impressions:
                 self._known.popitem(last=False)
         self._enqueue(shown.event())
@@ -227,8 +228,10 @@ class FeedbackLog:
     # ------------------------------------------------------------ writing
 
     def _enqueue(self, event: dict) -> None:
-        if self._closed:
-            raise RuntimeError("the feedback log is closed")
+        if self._closed:  # a search racing shutdown loses its event, not its answer
+            with self._lock:
+                self.dropped += 1
+            return
         try:
             self._queue.put_nowait(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
         except queue.Full:

@@ -156,3 +156,15 @@ def test_open_sink_picks_stdout_or_a_file(tmp_path, capsys):
             log.impression("e", ["a", "b"], ["d0"], arm="a", impression_id=target)
     assert json.loads(capsys.readouterr().out)["id"] == "-"
     assert json.loads((tmp_path / "log.jsonl").read_text())["id"] == str(tmp_path / "log.jsonl")
+
+
+def test_an_impression_id_is_recorded_once_and_events_after_close_are_dropped(tmp_path):
+    log = FeedbackLog(JsonLinesFile(tmp_path / "e.jsonl"))
+    log.impression("e", ["a", "b"], ["d0"], arm="a", impression_id="same")
+    log.feedback("same", ["d0"])
+    with pytest.raises(ValueError, match="already recorded"):
+        log.impression("e", ["a", "b"], ["d0"], arm="b", impression_id="same")
+    log.close()
+    log.impression("e", ["a", "b"], ["d0"], arm="a", impression_id="late")
+    assert log.dropped == 1
+    assert [e.get("id") for e in read_events(tmp_path / "e.jsonl")] == ["same", None]
