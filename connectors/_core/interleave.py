@@ -100,3 +100,54 @@ def credit(teams: Mapping[str, str], clicked: Iterable[str]) -> Outcome:
     if counts[TEAM_A] == counts[TEAM_B]:
         return Outcome.TIE if counts[TEAM_A] else Outcome.NO_CLICK
     return Outcome.WIN_A if counts[TEAM_A] > counts[TEAM_B] else Outcome.WIN_B
+
+
+# ---------------------------------------------------------------- balanced interleaving (optional)
+
+def balanced(ranking_a: Sequence[str], ranking_b: Sequence[str], seed: int | str | bytes,
+             *, length: int | None = None) -> tuple[str, ...]:
+    """Balanced interleaving (Joachims 2003): the lists take turns, one coin for who starts.
+
+    Every prefix of the result holds the top ka of A and the top kb of B with |ka - kb| <= 1. It
+    has no teams: `balanced_credit` needs both rankings to score clicks.
+    """
+    if length is not None and length < 0:
+        raise ValueError(f"length must be >= 0, got {length}")
+    a_first = random.Random(seed).random() < 0.5
+    limit = len(set(ranking_a) | set(ranking_b)) if length is None else length
+    shown: list[str] = []
+    seen: set[str] = set()
+    ka = kb = 0
+    while ka < len(ranking_a) and kb < len(ranking_b) and len(shown) < limit:
+        if ka < kb or (ka == kb and a_first):
+            doc, ka = ranking_a[ka], ka + 1
+        else:
+            doc, kb = ranking_b[kb], kb + 1
+        if doc not in seen:
+            seen.add(doc)
+            shown.append(doc)
+    return tuple(shown)
+
+
+def balanced_credit(ranking_a: Sequence[str], ranking_b: Sequence[str], shown: Sequence[str],
+                    clicked: Iterable[str]) -> Outcome:
+    """Joachims' rule: with k the smallest depth at which A's or B's top k holds the lowest clicked
+    doc, the list with more clicked docs in its top k wins."""
+    clicks = {doc for doc in clicked if doc in set(shown)}
+    if not clicks:
+        return Outcome.NO_CLICK
+    lowest = max(clicks, key=list(shown).index)
+    depth = min(_rank(ranking_a, lowest), _rank(ranking_b, lowest))
+    hits_a = len(clicks & set(ranking_a[:depth]))
+    hits_b = len(clicks & set(ranking_b[:depth]))
+    if hits_a == hits_b:
+        return Outcome.TIE
+    return Outcome.WIN_A if hits_a > hits_b else Outcome.WIN_B
+
+
+def _rank(ranking: Sequence[str], doc: str) -> int:
+    """1-based rank of `doc`, or past the end when absent."""
+    try:
+        return list(ranking).index(doc) + 1
+    except ValueError:
+        return len(ranking) + 1

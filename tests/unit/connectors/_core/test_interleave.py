@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from rescore_sidecar.connectors._core.interleave import (
-    TEAM_A, TEAM_B, Outcome, credit, team_draft, team_draft_with_coins)
+    TEAM_A, TEAM_B, Outcome, balanced, balanced_credit, credit, team_draft, team_draft_with_coins)
 
 doc_ids = st.text(alphabet="abcdefghij", min_size=1, max_size=2)
 rankings = st.lists(doc_ids, max_size=25, unique=True)
@@ -87,3 +87,26 @@ def test_credit_counts_distinct_clicked_docs_per_team():
 def test_negative_length_is_refused():
     with pytest.raises(ValueError, match="length"):
         team_draft(["a"], ["b"], 1, length=-1)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rankings, rankings, seeds)
+def test_balanced_prefixes_hold_the_top_of_both_lists_within_one(a, b, seed):
+    shown = balanced(a, b, seed)
+    assert len(set(shown)) == len(shown) and all(d in a or d in b for d in shown)
+    assert balanced(a, b, seed) == shown
+    for n in range(1, len(shown) + 1):
+        prefix = set(shown[:n])
+        # some top ka of A and top kb of B, level within one, make up exactly this prefix
+        assert any(prefix == set(a[:ka]) | set(b[:kb])
+                   for ka in range(len(a) + 1) for kb in (ka - 1, ka, ka + 1) if 0 <= kb <= len(b))
+
+
+def test_balanced_credit_follows_joachims_rule():
+    a, b = ["d1", "d2", "d3", "d4"], ["d2", "d5", "d1", "d6"]
+    shown = balanced(a, b, 0)
+    assert shown == ("d2", "d1", "d5", "d3", "d6", "d4")  # seed 0: B starts
+    assert balanced_credit(a, b, shown, ["d3"]) is Outcome.WIN_A       # k = 3: A's top 3 holds d3, B's not
+    assert balanced_credit(a, b, shown, ["d5"]) is Outcome.WIN_B       # k = 2: only B's top 2 holds d5
+    assert balanced_credit(a, b, shown, ["d1", "d2"]) is Outcome.TIE   # k = 2: both tops hold both
+    assert balanced_credit(a, b, shown, []) is Outcome.NO_CLICK
