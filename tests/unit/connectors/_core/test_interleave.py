@@ -105,7 +105,7 @@ def test_balanced_prefixes_hold_the_top_of_both_lists_within_one(a, b, seed):
 def test_balanced_credit_follows_joachims_rule():
     a, b = ["d1", "d2", "d3", "d4"], ["d2", "d5", "d1", "d6"]
     shown = balanced(a, b, 0)
-    assert shown == ("d2", "d1", "d5", "d3", "d6", "d4")  # seed 0: B starts
+    assert shown == ("d2", "d1", "d5", "d3", "d6")  # seed 0: B starts; it ends when B is used up
     assert balanced_credit(a, b, shown, ["d3"]) is Outcome.WIN_A       # k = 3: A's top 3 holds d3, B's not
     assert balanced_credit(a, b, shown, ["d5"]) is Outcome.WIN_B       # k = 2: only B's top 2 holds d5
     assert balanced_credit(a, b, shown, ["d1", "d2"]) is Outcome.TIE   # k = 2: both tops hold both
