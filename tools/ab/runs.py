@@ -38,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", default="ab-runs", help="folder for engine.run, model.run, qrels.txt")
     p.add_argument("--depth", type=int, default=20, help="BM25 hits per query, all reranked (default 20)")
     p.add_argument("--engine-url", help="a running cluster instead of a local OpenSearch started for the run")
+    p.add_argument("--index", default="rescore-ab-runs", help="index name (replaced!) (default rescore-ab-runs)")
     p.add_argument("--sidecar", metavar="HOST:PORT", help="a running sidecar instead of one started here")
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     from rescore_sidecar.tools.eval.cli import resolve_collection
@@ -61,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             engine = open_engine(stack, args.engine_url, "opensearch", None, log=log)
             sidecar = open_sidecar(stack, args.sidecar, log=log)
             log(f"engine: {engine.describe()}; sidecar: {sidecar.describe()}")
-            report = run_eval(collection, engine, sidecar.address, [config], RunSettings(depth=args.depth),
+            settings = RunSettings(index=args.index, depth=args.depth)
+            report = run_eval(collection, engine, sidecar.address, [config], settings,
                               on_query=lambda q, r: rankings.__setitem__(q, r))
     except KeyboardInterrupt:
         return 130
