@@ -7,7 +7,7 @@ a 95% percentile-bootstrap interval and an exact binomial sign test of wins A vs
 an arm is named preferred when the interval excludes 0 and the sign test's p < 0.05.
 Split experiments: per arm, impressions, CTR (impressions with a click; Wilson 95% interval) and
 MRR of clicks (mean over impressions of 1 / rank of the highest clicked doc, 0 without a click;
-normal 95% interval). The event schema is in `connectors/feedback_log.py`.
+normal 95% interval, clipped to [0, 1]). The event schema is in `connectors/feedback_log.py`.
 """
 from __future__ import annotations
 
@@ -134,10 +134,13 @@ def summarize_split(arm: str, first_click_ranks: Sequence[int | None]) -> SplitA
     mrr = float(rr.mean())
     half = Z95 * float(rr.std(ddof=1)) / math.sqrt(n) if n > 1 else None
     return SplitArm(arm, n, clicked, clicked / n, wilson(clicked, n), mrr,
-                    None if half is None else Interval(mrr - half, mrr + half))
+                    None if half is None else Interval(max(mrr - half, 0.0), min(mrr + half, 1.0)))
 
 
-def build_report(events: Iterable[dict], *, bootstrap: int = 2000, seed: int = 0) -> list[ExperimentReport]:
+def build_report(events: Iterable[dict], *, bootstrap: int = 2000, seed: int = 0,
+                 curves: dict | None = None) -> list[ExperimentReport]:
+    """Per experiment, sorted by name. A `curves` dict receives experiment -> (arms, per clicked
+    interleaved impression in time order its score) for `plot.write_plot`."""
     impressions: dict[str, dict] = {}
     clicks: dict[str, set[str]] = {}
     feedback_experiment: dict[str, str] = {}
@@ -164,8 +167,11 @@ def build_report(events: Iterable[dict], *, bootstrap: int = 2000, seed: int = 0
             arms = tuple(interleaved[0]["arms"])
             if any(set(e["arms"]) != set(arms) for e in interleaved):
                 raise ReportError(f"experiment {experiment!r}: interleaved impressions name different arms")
-            summary = summarize_interleave(arms, [_winner(e, clicks[e["id"]]) for e in interleaved],
-                                           bootstrap=bootstrap, seed=seed)
+            winners = [_winner(e, clicks[e["id"]]) for e in interleaved]
+            summary = summarize_interleave(arms, winners, bootstrap=bootstrap, seed=seed)
+            if curves is not None:  # per clicked impression, in time order: +1/2 arm A won, -1/2 arm B, 0 tie
+                timed = sorted(zip((float(e.get("ts", 0)) for e in interleaved), winners), key=lambda t: t[0])
+                curves[experiment] = (arms, [{arms[0]: 0.5, arms[1]: -0.5, "tie": 0.0}[w] for _, w in timed if w])
         split: dict[str, list[int | None]] = {}
         for e in shown:
             if e["mode"] == "split":
@@ -224,15 +230,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--plot", metavar="FILE.png", help="also draw Δ_AB as clicks came in, per interleaved experiment")
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.bootstrap < 100:
         print("rescore-sidecar ab report: --bootstrap must be at least 100", file=sys.stderr)
         return 2
     try:
-        reports = build_report(read_events(args.events), bootstrap=args.bootstrap, seed=args.seed)
+        curves: dict = {}
+        reports = build_report(read_events(args.events), bootstrap=args.bootstrap, seed=args.seed, curves=curves)
     except ReportError as exc:
         print(f"rescore-sidecar ab report: {exc}", file=sys.stderr)
         return 2
+    if args.plot:
+        from rescore_sidecar.tools.ab.plot import write_plot
+
+        if curves:
+            print(f"wrote {write_plot(curves, args.plot)}", file=sys.stderr)
+        else:
+            print("rescore-sidecar ab report: no interleaved experiment to plot", file=sys.stderr)
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in reports], indent=2))
     else:

@@ -54,6 +54,7 @@ def test_log_to_report_json(events, capsys):
     assert arms["bm25"]["mrr_of_clicks"] == pytest.approx((1 + 0.5) / 4)
     assert arms["model"]["mrr_of_clicks"] == pytest.approx((1 + 1 + 1 / 3) / 3)
     assert arms["bm25"]["ctr_ci"]["low"] < 0.5 < arms["bm25"]["ctr_ci"]["high"]
+    assert arms["bm25"]["mrr_ci"]["low"] == 0.0 and arms["model"]["mrr_ci"]["high"] == 1.0  # clipped to [0, 1]
     assert split_exp["interleave"] is None and inter_exp["split"] == []
 
 
@@ -99,3 +100,15 @@ def test_unreadable_events_name_file_and_line(tmp_path, capsys, content, message
 def test_missing_file_is_one_line(tmp_path, capsys):
     assert main([str(tmp_path / "nope.jsonl")]) == 2
     assert "nope.jsonl" in capsys.readouterr().err
+
+
+def test_plot_draws_the_running_preference(events, tmp_path, capsys):
+    from rescore_sidecar.tools.ab.plot import preference_curve
+
+    assert main([str(events), "--plot", str(tmp_path / "ab.png")]) == 0
+    assert (tmp_path / "ab.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    n, mean, half = preference_curve([0.5, -0.5, 0.0, -0.5])
+    assert list(n) == [1, 2, 3, 4] and mean[-1] == pytest.approx(delta_ab(1, 2, 1))
+    scores = [0.5, -0.5, 0.0, -0.5]
+    mean_, sd = sum(scores) / 4, (sum((x + 0.125) ** 2 for x in scores) / 3) ** 0.5
+    assert half[-1] == pytest.approx(1.959963984540054 * sd / 2) and mean_ == pytest.approx(mean[-1])
