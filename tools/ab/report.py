@@ -210,7 +210,7 @@ def render_text(reports: Sequence[ExperimentReport]) -> str:
             out.append(f"  interleaved: {s.impressions} impressions, {s.clicked} with clicks")
             out.append(f"    wins: {a} {s.wins[a]}, {b} {s.wins[b]}; ties {s.ties}")
             out.append(f"    Δ_AB ({a} over {b}) = {_num(s.delta_ab)}{_ci(s.delta_ci)} (95% bootstrap); "
-                       f"sign test p = {_num(s.sign_test_p, 4)}; preferred: {s.preferred or 'no decision yet'}")
+                       f"sign test p = {'–' if s.sign_test_p is None else format(s.sign_test_p, '.2g')}; preferred: {s.preferred or 'no decision yet'}")
         if r.split:
             out.append("  split:")
             out.append("    | arm | impressions | with clicks | CTR [95% CI] | MRR of clicks [95% CI] |")
