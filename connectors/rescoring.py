@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any, Callable, Mapping, Sequence
 
 from rescore_sidecar.connectors.config import ConnectorConfig
-from rescore_sidecar.connectors.search_steps import (collect, drive, finish, log, msearch_steps, plan, search_steps,
+from rescore_sidecar.connectors._core.steps import (collect, drive, finish, log, msearch_steps, plan, search_steps,
                                                      split_msearch)
-from rescore_sidecar.connectors.sidecar_client import SidecarClient
+from rescore_sidecar.connectors._sidecar.client import SidecarClient
 
 __all__ = ["EngineMsearch", "EngineSearch", "Rescorer", "collect", "finish", "log", "plan", "split_msearch"]
 

@@ -15,8 +15,7 @@ import httpx
 import pytest
 
 from rescore_sidecar.connectors.config import OutlierConfig, SidecarClientConfig
-from rescore_sidecar.connectors.sidecar_client import SidecarClient, SidecarUnavailable
-from rescore_sidecar.connectors.sidecar_client_async import AsyncSidecarClient
+from rescore_sidecar.connectors import AsyncSidecarClient, SidecarClient, SidecarUnavailable
 from rescore_sidecar.tools.sidecar_process import SidecarProcess, free_port
 
 pytestmark = pytest.mark.integration

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from rescore_sidecar.connectors.config import ConnectorConfig
-from rescore_sidecar.connectors.rescoring_async import AsyncRescorer
+from rescore_sidecar.connectors._async.rescoring import AsyncRescorer
 from rescore_sidecar.connectors.wrappers import es_kwargs, es_split, os_params
 
 

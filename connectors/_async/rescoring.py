@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from rescore_sidecar.connectors.config import ConnectorConfig
-from rescore_sidecar.connectors.search_steps import drive_async, msearch_steps, search_steps
-from rescore_sidecar.connectors.sidecar_client_async import AsyncSidecarClient
+from rescore_sidecar.connectors._core.steps import drive_async, msearch_steps, search_steps
+from rescore_sidecar.connectors._async.client import AsyncSidecarClient
 
 AsyncEngineSearch = Callable[[dict, dict], Awaitable[Mapping]]
 AsyncEngineMsearch = Callable[[list, dict], Awaitable[Mapping]]
