@@ -3,8 +3,8 @@
 `search_steps` / `msearch_steps` yield what they need done (`EngineSearch`, `EngineMsearch`,
 `Rerank`, `RerankMany`) and receive its result (the engine's answer, or the sidecar's result or
 the exception it raised); they return the caller's response. The sync and async `Rescorer`s and
-the proxy only carry out those effects (`drive` / `drive_async`), so planning, fallback, metrics
-and marking live once. Engine errors propagate untouched; anything going wrong on the sidecar
+the proxy only carry out those effects (`rescoring.drive` / `_async.rescoring.drive`), so
+planning, fallback, metrics and marking live once. Engine errors propagate untouched; anything going wrong on the sidecar
 side, or a bug here, gives the engine's order with `_rescore.fallback` set.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import dataclasses
 import json
 import logging
 import time
-from typing import Any, Awaitable, Callable, Generator, Mapping, Sequence
+from typing import Any, Generator, Mapping, Sequence
 
 from rescore_sidecar.connectors import metrics
 from rescore_sidecar.connectors._core import arms
@@ -183,44 +183,3 @@ def msearch_steps(config: ConnectorConfig, searches: Sequence, params: Mapping |
                                                       sidecar_ms / max(len(wanted), 1), started)
                         for i, (r, (p, arm)) in enumerate(zip(subs, plans))]
     return _like(answer, out)
-
-
-def drive(steps: Steps, engine: Callable[[Effect], Any], sidecar: Any) -> Any:
-    """Carries out the steps' effects synchronously: `engine(effect)` for the engine call (its
-    errors propagate), `sidecar.rerank` / `rerank_many` for sidecar calls (errors become results)."""
-    return resume(steps, engine(next(steps)), sidecar)
-
-
-def resume(steps: Steps, answer: Any, sidecar: Any) -> Any:
-    """The rest of the steps once the engine answered (`answer`)."""
-    value = answer
-    while True:
-        try:
-            effect = steps.send(value)
-        except StopIteration as done:
-            return done.value
-        try:
-            value = (sidecar.rerank(effect.query, effect.texts, model=effect.model) if isinstance(effect, Rerank)
-                     else sidecar.rerank_many(effect.calls))
-        except Exception as exc:  # noqa: BLE001 - the steps turn it into a fallback
-            value = exc
-
-
-async def drive_async(steps: Steps, engine: Callable[[Effect], Awaitable[Any]], sidecar: Any) -> Any:
-    """`drive` with an async engine call and an async sidecar client."""
-    return await resume_async(steps, await engine(next(steps)), sidecar)
-
-
-async def resume_async(steps: Steps, answer: Any, sidecar: Any) -> Any:
-    """`resume` with an async sidecar client: what the proxy runs after its own engine call."""
-    value = answer
-    while True:
-        try:
-            effect = steps.send(value)
-        except StopIteration as done:
-            return done.value
-        try:
-            value = await (sidecar.rerank(effect.query, effect.texts, model=effect.model)
-                           if isinstance(effect, Rerank) else sidecar.rerank_many(effect.calls))
-        except Exception as exc:  # noqa: BLE001 - the steps turn it into a fallback
-            value = exc
