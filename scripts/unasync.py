@@ -16,6 +16,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # source (async) -> generated (sync), relative to the repository root.
 FILES = {
+    "connectors/_async/client.py": "connectors/_sidecar/client.py",
     "connectors/_async/rescoring.py": "connectors/rescoring.py",
     "connectors/_async/wrappers.py": "connectors/wrappers.py",
 }
@@ -24,6 +25,9 @@ NAMES = {
     "rescore_sidecar.connectors._async.client": "rescore_sidecar.connectors._sidecar.client",
     "rescore_sidecar.connectors._async.rescoring": "rescore_sidecar.connectors.rescoring",
     "AsyncSidecarClient": "SidecarClient",
+    "AsyncChannels": "Channels",
+    "AsyncRetrying": "Retrying",
+    "run_all_async": "run_all",
     "AsyncRescorer": "Rescorer",
     "AsyncRescoringOpenSearch": "RescoringOpenSearch",
     "AsyncRescoringElasticsearch": "RescoringElasticsearch",

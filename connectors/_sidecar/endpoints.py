@@ -97,5 +97,3 @@ class Endpoints:
         if ok or breaker.state != "closed" or not pool.others_healthy(address):
             breaker.record(ok, seconds)
 
-
-Targets = Endpoints  # the name before 0.x; kept one release

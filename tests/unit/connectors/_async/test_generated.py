@@ -15,8 +15,9 @@ def test_generated_sync_modules_are_fresh():
 
 
 def test_a_changed_source_makes_its_sync_twin_stale(tmp_path, monkeypatch):
-    (tmp_path / "connectors" / "_async").mkdir(parents=True)
     for source, target in unasync.FILES.items():
+        for path in (source, target):
+            (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / source).write_text((ROOT / source).read_text())
         (tmp_path / target).write_text((ROOT / target).read_text())
     monkeypatch.setattr(unasync, "ROOT", tmp_path)
