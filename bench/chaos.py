@@ -54,7 +54,7 @@ from rescore_sidecar.connectors import metrics as connector_metrics  # noqa: E40
 from rescore_sidecar.connectors.config import BreakerConfig, ConnectorConfig, RerankOptions, SidecarClientConfig  # noqa: E402
 from rescore_sidecar.tools.localnode import LocalNode, restart_node, start_node  # noqa: E402
 from rescore_sidecar.connectors.wrappers import RescoringOpenSearch  # noqa: E402
-from rescore_sidecar.connectors.wrappers_async import AsyncRescoringOpenSearch  # noqa: E402
+from rescore_sidecar.connectors._async.wrappers import AsyncRescoringOpenSearch  # noqa: E402
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2, rescore_pb2_grpc  # noqa: E402
 from rescore_sidecar.tools.proxy_process import ProxyProcess  # noqa: E402
 from rescore_sidecar.tools.sidecar_process import SidecarProcess  # noqa: E402
@@ -278,7 +278,7 @@ def connector_search(wrapper: Any) -> Callable[[str], Awaitable[Search]]:
 def trace_fallbacks(wrapper: Any) -> dict[str, set[str]]:
     """Collects the detail behind each fallback reason of the in-process connector (the marker
     carries only the reason)."""
-    from rescore_sidecar.connectors.sidecar_client import SidecarUnavailable
+    from rescore_sidecar.connectors._sidecar.errors import SidecarUnavailable
 
     details: dict[str, set[str]] = {}
     client = wrapper.rescorer.sidecar

@@ -16,7 +16,7 @@ import time
 
 from rescore_sidecar.connectors.config import ConnectorConfig, RerankOptions  # noqa: E402
 from rescore_sidecar.connectors.rescoring import Rescorer  # noqa: E402
-from rescore_sidecar.connectors.sidecar_client import RerankResult  # noqa: E402
+from rescore_sidecar.connectors._sidecar.calls import RerankResult  # noqa: E402
 
 
 def response(n: int) -> dict:

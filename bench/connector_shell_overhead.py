@@ -6,8 +6,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from connector_overhead import PreparedSidecar, response
 from rescore_sidecar.connectors.config import ConnectorConfig, RerankOptions
 from rescore_sidecar.connectors.rescoring import Rescorer
-from rescore_sidecar.connectors.search_steps import collect, finish, plan
-from rescore_sidecar.connectors.sidecar_client import SidecarUnavailable
+from rescore_sidecar.connectors._core.steps import collect, finish, plan
+from rescore_sidecar.connectors._sidecar.errors import SidecarUnavailable
 
 def old_search(self, engine_search, body=None, params=None, *, rerank=None, ab_key=None):
     p, arm = plan(self.config, body, params, rerank, ab_key)

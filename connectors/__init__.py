@@ -4,15 +4,16 @@
     client = RescoringOpenSearch(OpenSearch(url), ConnectorConfig(sidecar=SidecarClientConfig(targets=("127.0.0.1:50051",))))
     client.search(index="docs", body={"query": {"match": {"text": "q"}}}, rerank={"window": 100})
 """
+from rescore_sidecar.connectors._async.client import AsyncSidecarClient
+from rescore_sidecar.connectors._async.rescoring import AsyncRescorer
+from rescore_sidecar.connectors._async.wrappers import AsyncRescoringElasticsearch, AsyncRescoringOpenSearch
+from rescore_sidecar.connectors._sidecar.calls import RerankResult
+from rescore_sidecar.connectors._sidecar.client import SidecarClient
+from rescore_sidecar.connectors._sidecar.errors import RequestRejected, SidecarOverloaded, SidecarUnavailable
 from rescore_sidecar.connectors.config import Arm, BreakerConfig, ConnectorConfig, RerankOptions, SidecarClientConfig
 from rescore_sidecar.connectors.rescoring import Rescorer
-from rescore_sidecar.connectors.rescoring_async import AsyncRescorer
-from rescore_sidecar.connectors.sidecar_client import (RequestRejected, RerankResult, SidecarClient, SidecarOverloaded,
-                                                       SidecarUnavailable)
-from rescore_sidecar.connectors.sidecar_client_async import AsyncSidecarClient
 from rescore_sidecar.connectors.testing import MockSidecar
 from rescore_sidecar.connectors.wrappers import RescoringElasticsearch, RescoringOpenSearch
-from rescore_sidecar.connectors.wrappers_async import AsyncRescoringElasticsearch, AsyncRescoringOpenSearch
 
 __all__ = [
     "Arm", "AsyncRescorer", "AsyncRescoringElasticsearch", "AsyncRescoringOpenSearch", "AsyncSidecarClient",

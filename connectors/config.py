@@ -119,7 +119,7 @@ class SidecarClientConfig:
     # One or more sidecar targets, each `host:port` (every address the name resolves to),
     # `dns:///host:port`, `dns://DNS-SERVER:PORT/host:port` or `ipv4:a:p,b:p` / `ipv6:[a]:p,...`;
     # calls are spread round-robin over the targets whose breaker is closed, and within a target
-    # over its healthy endpoints (connectors/endpoint_pool.py).
+    # over its healthy endpoints (connectors/_sidecar/pool.py).
     targets: tuple[str, ...] = ("127.0.0.1:50051",)
     # Wall-clock budget of the whole sidecar step of a search (retry included).
     budget_ms: float = 250.0

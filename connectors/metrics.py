@@ -27,7 +27,7 @@ def breaker_listener(target: str):
 
     return on_change
 
-# Per endpoint: each address a sidecar target resolves to (connectors/endpoint_pool.py).
+# Per endpoint: each address a sidecar target resolves to (connectors/_sidecar/pool.py).
 ENDPOINT_CALLS = Counter("rescore_connector_endpoint_calls_total",
                          "Rerank calls per sidecar endpoint (address), by outcome (ok, failed, request_error)",
                          ["target", "endpoint", "outcome"])

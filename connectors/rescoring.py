@@ -1,5 +1,6 @@
-"""Rescoring of one search / msearch around any engine call (sync): a thin shell that carries out
-the effects of `search_steps` (the one source of behaviour, shared with `rescoring_async` and the proxy).
+# Generated from connectors/_async/rescoring.py by scripts/unasync.py: edit that file, then run the script.
+"""Rescoring of one search / msearch around any engine call: a thin shell that carries out the
+effects of `_core.steps.search_steps` (the one source of behaviour, shared with the proxy).
 
 The engine call is a function `(body, params) -> response` (a dict, or elasticsearch-py's
 ApiResponse, given back in the same type); the wrappers pass their own.
@@ -8,31 +9,50 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
+from rescore_sidecar.connectors._sidecar.client import SidecarClient
+from rescore_sidecar.connectors._core.steps import Effect, Rerank, Steps, msearch_steps, search_steps
 from rescore_sidecar.connectors.config import ConnectorConfig
-from rescore_sidecar.connectors.search_steps import (collect, drive, finish, log, msearch_steps, plan, search_steps,
-                                                     split_msearch)
-from rescore_sidecar.connectors.sidecar_client import SidecarClient
 
-__all__ = ["EngineMsearch", "EngineSearch", "Rescorer", "collect", "finish", "log", "plan", "split_msearch"]
+EngineSearchCall = Callable[[dict, dict], Mapping]
+EngineMsearchCall = Callable[[list, dict], Mapping]
 
-EngineSearch = Callable[[dict, dict], Mapping]
-EngineMsearch = Callable[[list, dict], Mapping]
+
+def drive(steps: Steps, engine: Callable[[Effect], Any], sidecar: Any) -> Any:
+    """Carries out the steps' effects: `engine(effect)` for the engine call (its errors propagate),
+    `sidecar.rerank` / `rerank_many` for sidecar calls (errors become results)."""
+    return resume(steps, engine(next(steps)), sidecar)
+
+
+def resume(steps: Steps, answer: Any, sidecar: Any) -> Any:
+    """The rest of the steps once the engine answered (`answer`): what the proxy runs after its own
+    engine call."""
+    value = answer
+    while True:
+        try:
+            effect = steps.send(value)
+        except StopIteration as done:
+            return done.value
+        try:
+            value = (sidecar.rerank(effect.query, effect.texts, model=effect.model) if isinstance(effect, Rerank)
+                     else sidecar.rerank_many(effect.calls))
+        except Exception as exc:  # noqa: BLE001 - the steps turn it into a fallback
+            value = exc
 
 
 class Rescorer:
-    """Reranks searches through the sidecar. One per application; thread-safe; a context manager."""
+    """Reranks searches through the sidecar. One per application; a context manager."""
 
     def __init__(self, config: ConnectorConfig = ConnectorConfig(), *, sidecar: Any = None):
         self.config = config
         self.sidecar = sidecar or SidecarClient(config.sidecar)
 
-    def search(self, engine_search: EngineSearch, body: Mapping | None = None, params: Mapping | None = None, *,
-               rerank: Any = None, ab_key: str | None = None) -> Any:
+    def search(self, engine_search: EngineSearchCall, body: Mapping | None = None,
+               params: Mapping | None = None, *, rerank: Any = None, ab_key: str | None = None) -> Any:
         steps = search_steps(self.config, body, params, rerank=rerank, ab_key=ab_key)
         return drive(steps, lambda e: engine_search(e.body, e.params), self.sidecar)
 
-    def msearch(self, engine_msearch: EngineMsearch, searches: Sequence, params: Mapping | None = None, *,
-                rerank: Any = None, ab_key: str | None = None) -> Any:
+    def msearch(self, engine_msearch: EngineMsearchCall, searches: Sequence,
+                params: Mapping | None = None, *, rerank: Any = None, ab_key: str | None = None) -> Any:
         steps = msearch_steps(self.config, searches, params, rerank=rerank, ab_key=ab_key)
         return drive(steps, lambda e: engine_msearch(e.lines, e.params), self.sidecar)
 

@@ -1,15 +1,13 @@
 """One Rerank request's life, without I/O: budget, attempts, outcome bookkeeping, the retry rule.
 
-The sync and async clients are thin shells that only send: both do
+The client (`_async/client.py`, and the sync one generated from it) only sends: each attempt is
 
-    call = Call.start(config, query, texts, model, deadline)
-    while True:
-        endpoint = endpoints.pick(exclude=call.tried); timeout = call.begin(endpoint)
-        send to endpoint.address (timeout) -> reply: return call.succeeded(endpoints, endpoint, reply)
-                                           -> grpc.RpcError e: failure = call.failed(endpoints, endpoint, e)
-        if not call.retry_after(failure): raise failure
+    endpoint, timeout = call.begin(endpoints)
+    send to endpoint.address (timeout) -> reply: return call.succeeded(endpoints, endpoint, reply)
+                                       -> grpc.RpcError e: raise call.failed(endpoints, endpoint, e)
 
-so budget, retry and classification cannot drift between them.
+and the attempts run under tenacity with `retry_policy(call)` (`Retrying` / `AsyncRetrying`), so
+budget, retry and classification are written once.
 """
 from __future__ import annotations
 
@@ -18,6 +16,7 @@ import time
 from typing import Sequence
 
 import grpc
+from tenacity import RetryCallState, retry_if_exception, stop_after_attempt, stop_any
 
 from rescore_sidecar.connectors._sidecar.endpoints import Endpoint, Endpoints
 from rescore_sidecar.connectors._sidecar.errors import SidecarUnavailable, from_rpc_error
@@ -74,14 +73,16 @@ class Call:
         return cls(build_request(query, texts, model), len(texts), deadline, config.retry,
                    config.min_retry_budget_ms / 1000)
 
-    def begin(self, endpoint: Endpoint) -> float:
-        """Starts an attempt on `endpoint`; the timeout it may use (what is left of the budget)."""
+    def begin(self, endpoints: Endpoints) -> tuple[Endpoint, float]:
+        """Starts an attempt: the endpoint to send to (not one already tried when another is
+        healthy) and the timeout it may use (what is left of the budget)."""
+        endpoint = endpoints.pick(exclude=self.tried)
         left = self.deadline - time.monotonic()
         if left <= 0:
             raise SidecarUnavailable("timeout", "budget spent")
         self.tried.append(endpoint.address)
         self._sent = time.monotonic()
-        return left
+        return endpoint, left
 
     def failed(self, endpoints: Endpoints, endpoint: Endpoint, error: grpc.RpcError) -> SidecarUnavailable:
         """Records the failed attempt and returns the exception that stands for it."""
@@ -94,8 +95,20 @@ class Call:
         endpoints.record(endpoint, None, seconds)
         return to_result(reply, self.n, seconds * 1000)
 
-    def retry_after(self, failure: SidecarUnavailable) -> bool:
-        """One retry, only for a sidecar that was down (another replica may take it), only when
-        enough budget is left for it to succeed."""
-        return (self.retry and len(self.tried) < MAX_ATTEMPTS and failure.reason == "unavailable"
-                and self.deadline - time.monotonic() >= self.min_retry_s)
+    def budget_too_small(self, attempt: RetryCallState) -> bool:
+        """A tenacity stop: too little budget left for another attempt to succeed."""
+        return self.deadline - time.monotonic() < self.min_retry_s
+
+
+def _worth_retrying(failure: BaseException) -> bool:
+    # Only a sidecar that was down: another replica may take it. Overload, a bad request or a
+    # spent budget would fail the same way again.
+    return isinstance(failure, SidecarUnavailable) and failure.reason == "unavailable"
+
+
+def retry_policy(call: Call) -> dict:
+    """tenacity arguments for one call's attempts, shared by the sync and async client: one retry
+    (MAX_ATTEMPTS in all; none when `retry` is off), only for a sidecar that was down, only when
+    enough budget is left; no wait in between (the budget is short); the last failure re-raised."""
+    return {"retry": retry_if_exception(_worth_retrying), "reraise": True,
+            "stop": stop_any(stop_after_attempt(MAX_ATTEMPTS if call.retry else 1), call.budget_too_small)}

@@ -3,7 +3,7 @@
 The ONE place of endpoint choice, used alike by the sync and async clients: `pick(exclude=...)`
 before a call, `record(endpoint, failure, seconds)` after it. A round-robin over the
 configured targets with a circuit breaker each; within a target, over the healthy endpoints of its
-`EndpointPool` (every address it resolves to, outlier ejection: `connectors/endpoint_pool.py`). The
+`EndpointPool` (every address it resolves to, outlier ejection: `connectors/_sidecar/pool.py`). The
 addresses handed out are the endpoints' own (`10.0.0.7:50051`), one channel each.
 """
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Callable, Collection, NamedTuple
 
 from rescore_sidecar.connectors import metrics
 from rescore_sidecar.connectors._sidecar.errors import RequestRejected, SidecarUnavailable
-from rescore_sidecar.connectors.breaker import CircuitBreaker
+from rescore_sidecar.connectors._sidecar.breaker import CircuitBreaker
 from rescore_sidecar.connectors.config import SidecarClientConfig
-from rescore_sidecar.connectors.endpoint_pool import EndpointPool, NoEndpoint, channel_options_for
+from rescore_sidecar.connectors._sidecar.pool import EndpointPool, NoEndpoint, channel_options_for
 
 
 class Endpoint(NamedTuple):
@@ -97,5 +97,3 @@ class Endpoints:
         if ok or breaker.state != "closed" or not pool.others_healthy(address):
             breaker.record(ok, seconds)
 
-
-Targets = Endpoints  # the name before 0.x; kept one release

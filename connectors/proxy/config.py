@@ -87,7 +87,7 @@ class ProxyConfig(BaseModel):
     @classmethod
     def _split_list(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, str) and info.field_name == "sidecars":
-            from rescore_sidecar.connectors.endpoint_pool import split_targets  # keeps ipv4:a:p,b:p whole
+            from rescore_sidecar.connectors._sidecar.dns import split_targets  # keeps ipv4:a:p,b:p whole
 
             return split_targets(value)
         if isinstance(value, str):

@@ -2,7 +2,7 @@
 
 The HTTP side lives here (bodies, encodings, NDJSON, headers, marks). Planning, windowing, text
 extraction, `_source` transparency, pagination, A/B arms, budget, breaker and fallback are the
-connector core's (`rescore_sidecar.connectors.search_steps`), shared with the Python wrappers: the
+connector core's (`rescore_sidecar.connectors._core.steps`), shared with the Python wrappers: the
 proxy drives the same steps, with its own engine call in between.
 """
 from __future__ import annotations
@@ -19,17 +19,17 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from rescore_sidecar.connectors import arms
+from rescore_sidecar.connectors._core import arms
 from rescore_sidecar.connectors.config import RerankOptions
-from rescore_sidecar.connectors.core import MARKER_KEY
+from rescore_sidecar.connectors._core.shape import MARKER_KEY
 from rescore_sidecar.connectors.proxy import routes
 from rescore_sidecar.connectors.proxy.http import ProxyState, error_response, read_limited, record, relay
 from rescore_sidecar.connectors.proxy.config import ProxyConfig
 from rescore_sidecar.connectors.proxy.toggle import (ARM_KEY_HEADER, BODY_SECTION, TOGGLE_HEADER, ToggleError,
                                      merge_toggles)
 from rescore_sidecar.connectors.proxy.upstream import forward_headers, response_headers
-from rescore_sidecar.connectors.rescoring_async import AsyncRescorer
-from rescore_sidecar.connectors.search_steps import EngineSearch, msearch_steps, resume_async, search_steps
+from rescore_sidecar.connectors._async.rescoring import AsyncRescorer, resume
+from rescore_sidecar.connectors._core.steps import EngineSearch, msearch_steps, search_steps
 
 # Response headers the proxy sets on every search it handles.
 MARK_HEADER = "X-Rescore"
@@ -300,7 +300,7 @@ async def _rescore(request: web.BaseRequest, state: ProxyState, route: str, raw_
         return web.Response(status=answer.status, reason=answer.reason, body=answer.body,
                             headers=out_headers)
     waited = time.perf_counter() - t0
-    out = await resume_async(steps, parsed, state.rescorer.sidecar)
+    out = await resume(steps, parsed, state.rescorer.sidecar)
     mark = out.get(MARKER_KEY) if route == routes.SEARCH else _msearch_mark(out.get("responses", []))
     out_headers = response_headers(upstream.headers, drop=("Content-Encoding",))
     data = _dumps(out)

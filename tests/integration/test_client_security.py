@@ -169,7 +169,7 @@ def test_config_errors_are_clear(tmp_path):
     with pytest.raises(ValueError, match="client_cert_file and client_key_file"):
         SidecarClientConfig(client_cert_file="a.pem")
     with pytest.raises(ValueError, match="ca_file"):
-        from rescore_sidecar.connectors.sidecar_client import SidecarClient
+        from rescore_sidecar.connectors._sidecar.client import SidecarClient
         SidecarClient(SidecarClientConfig(ca_file=str(tmp_path / "missing.pem")))
     assert TOKEN not in repr(SidecarClientConfig(auth_token=TOKEN))
 

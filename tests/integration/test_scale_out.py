@@ -15,8 +15,7 @@ import httpx
 import pytest
 
 from rescore_sidecar.connectors.config import OutlierConfig, SidecarClientConfig
-from rescore_sidecar.connectors.sidecar_client import SidecarClient, SidecarUnavailable
-from rescore_sidecar.connectors.sidecar_client_async import AsyncSidecarClient
+from rescore_sidecar.connectors import AsyncSidecarClient, SidecarClient, SidecarUnavailable
 from rescore_sidecar.tools.sidecar_process import SidecarProcess, free_port
 
 pytestmark = pytest.mark.integration
@@ -131,7 +130,7 @@ def test_stalled_then_killed_replica_is_ejected_and_comes_back(replicas):
         outcomes = [rerank_ok(client) for _ in range(60)]
         assert outcomes.count(True) >= 57, outcomes
         # The breaker (reranking off for the target) never opened: two replicas were healthy.
-        assert client.targets.breakers[target(replicas)].state == "closed"
+        assert client.endpoints.breakers[target(replicas)].state == "closed"
     finally:
         client.close()
         if sick.process is None or sick.process.poll() is not None:
@@ -191,7 +190,7 @@ def test_a_replica_added_to_the_name_gets_traffic_without_a_restart(replicas, ti
         names["replicas.test."].remove("127.0.0.1")
         gone = f"127.0.0.1:{port}"
         deadline = time.monotonic() + 3.0
-        while gone in client.targets.pools[client.config.targets[0]].addresses():  # resolved again on use
+        while gone in client.endpoints.pools[client.config.targets[0]].addresses():  # resolved again on use
             assert time.monotonic() < deadline, "the dropped replica is still in the pool"
             rerank_ok(client)
             time.sleep(0.1)

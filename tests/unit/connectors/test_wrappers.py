@@ -65,9 +65,9 @@ def test_real_sidecar_channels_close_with_the_wrapper():
     wrapped = RescoringOpenSearch(engine, ConnectorConfig(sidecar=SidecarClientConfig(
         targets=("127.0.0.1:1",), retry=False, budget_ms=100)))
     assert wrapped.search(body={"query": {"match": {"text": "fox"}}})["_rescore"]["fallback"] == "unavailable"
-    assert wrapped.rescorer.sidecar._stubs
+    assert wrapped.rescorer.sidecar._channels.open_addresses()
     wrapped.close()
-    assert not wrapped.rescorer.sidecar._stubs and engine.closed
+    assert not wrapped.rescorer.sidecar._channels.open_addresses() and engine.closed
 
 
 def test_elasticsearch_keywords_become_body_and_params():

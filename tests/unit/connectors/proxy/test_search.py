@@ -18,8 +18,8 @@ from aiohttp import web
 
 from rescore_sidecar.connectors.proxy.app import start, stop
 from rescore_sidecar.connectors.proxy.config import ProxyConfig
-from rescore_sidecar.connectors.rescoring_async import AsyncRescorer
-from rescore_sidecar.connectors.sidecar_client_async import AsyncSidecarClient
+from rescore_sidecar.connectors._async.rescoring import AsyncRescorer
+from rescore_sidecar.connectors._async.client import AsyncSidecarClient
 from rescore_sidecar.connectors.testing import Delay, MockSidecar
 
 DOCS = [{"_index": "i", "_id": str(n), "_score": 10.0 - n, "_source": {"text": f"doc {n}", "n": n}}

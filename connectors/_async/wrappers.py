@@ -1,11 +1,17 @@
-"""Drop-in wrappers of the asyncio opensearch-py / elasticsearch-py clients; mirrors `wrappers`."""
+"""Drop-in wrappers of opensearch-py / elasticsearch-py clients.
+
+`search` and `msearch` gain two keywords, `rerank=` (None, bool, dict of `RerankOptions`
+overrides) and `ab_key=` (user/session id for A/B arms); every other attribute is the wrapped
+client's own, and responses are the client's own types with a top-level `_rescore` entry. The
+request mapping is shared (`_core.engine_params`); only the calls differ between sync and async.
+"""
 from __future__ import annotations
 
 from typing import Any
 
+from rescore_sidecar.connectors._async.rescoring import AsyncRescorer
+from rescore_sidecar.connectors._core.engine_params import es_kwargs, es_split, os_params
 from rescore_sidecar.connectors.config import ConnectorConfig
-from rescore_sidecar.connectors.rescoring_async import AsyncRescorer
-from rescore_sidecar.connectors.wrappers import es_kwargs, es_split, os_params
 
 
 class _AsyncWrapper:
@@ -17,7 +23,7 @@ class _AsyncWrapper:
         return getattr(self.client, name)
 
     async def close(self) -> None:
-        """Closes the wrapped client and the sidecar channels."""
+        """Closes the sidecar channels and the wrapped client."""
         await self.rescorer.close()
         await self.client.close()
 
@@ -29,7 +35,7 @@ class _AsyncWrapper:
 
 
 class AsyncRescoringOpenSearch(_AsyncWrapper):
-    """Wraps an `opensearchpy.AsyncOpenSearch`."""
+    """Wraps an `opensearchpy.AsyncOpenSearch`: `search`/`msearch` rerank, all else passes through."""
 
     async def search(self, *, body: Any = None, index: Any = None, params: Any = None, headers: Any = None,
                      rerank: Any = None, ab_key: str | None = None, **kwargs: Any) -> Any:
@@ -47,7 +53,8 @@ class AsyncRescoringOpenSearch(_AsyncWrapper):
 
 
 class AsyncRescoringElasticsearch(_AsyncWrapper):
-    """Wraps an `elasticsearch.AsyncElasticsearch`."""
+    """Wraps an `elasticsearch.AsyncElasticsearch`: `search`/`msearch` rerank, all else passes through.
+    Answers stay `ObjectApiResponse`s (their meta kept) with the reranked body."""
 
     async def search(self, *, rerank: Any = None, ab_key: str | None = None, **kwargs: Any) -> Any:
         index, body, params, _ = es_split(kwargs)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from rescore_sidecar.connectors import arms
+from rescore_sidecar.connectors._core import arms
 from rescore_sidecar.connectors.config import Arm, ConnectorConfig, RerankOptions
 
 CFG = ConnectorConfig(arms=(Arm("control", 0.3), Arm("treatment", 0.7, RerankOptions(model="big", window=20))))

@@ -1,7 +1,7 @@
 """Breaker state machine with a fake clock."""
 from __future__ import annotations
 
-from rescore_sidecar.connectors.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from rescore_sidecar.connectors._sidecar.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from rescore_sidecar.connectors.config import BreakerConfig
 
 

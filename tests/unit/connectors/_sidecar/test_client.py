@@ -187,6 +187,6 @@ def test_real_channels_are_closed():
     client = SidecarClient(SidecarClientConfig(targets=("127.0.0.1:1",), retry=False, budget_ms=200))
     with pytest.raises(SidecarUnavailable):
         client.rerank("q", ["x"])
-    assert client._stubs
+    assert client._channels.open_addresses() == ["127.0.0.1:1"]
     client.close()
-    assert not client._stubs
+    assert client._channels.open_addresses() == []

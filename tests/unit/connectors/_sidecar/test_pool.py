@@ -1,4 +1,4 @@
-"""The endpoint pool: target parsing, round-robin, outlier ejection with growing times and a cap,
+"""The endpoint pool: round-robin, outlier ejection with growing times and a cap,
 probation, retry exclusion, re-resolution. A fake clock and resolver; no network."""
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import time
 import pytest
 
 from rescore_sidecar.connectors.config import OutlierConfig
-from rescore_sidecar.connectors.endpoint_pool import (EJECTED, FAILING, HEALTHY, EndpointPool, parse_target,
-                                                  resolve_system, split_targets)
+from rescore_sidecar.connectors._sidecar.pool import EJECTED, FAILING, HEALTHY, EndpointPool
 
 A, B, C = "10.0.0.1:50051", "10.0.0.2:50051", "10.0.0.3:50051"
 STATIC = f"ipv4:{A},{B},{C}"
@@ -31,35 +30,6 @@ def pool(target: str = STATIC, clock: Clock | None = None, events: list | None =
 def states(p: EndpointPool) -> dict[str, str]:
     return {s.address: s.state for s in p.status()}
 
-
-@pytest.mark.parametrize("target, addresses, host", [
-    ("ipv4:127.0.0.1:1,127.0.0.2:1", ("127.0.0.1:1", "127.0.0.2:1"), ""),
-    ("ipv6:[::1]:5,[::2]:5", ("[::1]:5", "[::2]:5"), ""),
-    ("127.0.0.1:9", ("127.0.0.1:9",), ""),
-    ("[::1]:9", ("[::1]:9",), ""),
-    ("unix:/tmp/s.sock", ("unix:/tmp/s.sock",), ""),
-    ("sidecar-headless:50051", (), "sidecar-headless"),
-    ("dns:///sidecar-headless.ns.svc:50051", (), "sidecar-headless.ns.svc"),
-])
-def test_parse_target(target, addresses, host):
-    spec = parse_target(target)
-    assert spec.addresses == addresses and spec.host == host
-
-
-def test_parse_target_with_dns_server():
-    spec = parse_target("dns://127.0.0.1:5353/replicas.test:50051")
-    assert spec.dns_server == ("127.0.0.1", 5353) and spec.host == "replicas.test" and spec.port == 50051
-
-
-@pytest.mark.parametrize("target", ["sidecar", "ipv4:", "ipv4:::1:5", "ipv6:127.0.0.1:5", "host:notaport",
-                                    "host:0", "dns://name.example:53/host:1", "dns://x"])
-def test_bad_targets_are_clear_errors(target):
-    with pytest.raises(ValueError, match="sidecar target"):
-        parse_target(target)
-
-
-def test_system_resolver_prefers_ipv4_for_localhost():
-    assert resolve_system("localhost", 7) == ["127.0.0.1:7"]
 
 
 def test_round_robin_spreads_evenly():
@@ -220,8 +190,3 @@ def _wait(condition, timeout: float = 2.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
-
-
-def test_split_targets_keeps_an_ipv4_list_whole():
-    assert split_targets("ipv4:127.0.0.1:5,127.0.0.2:5, side:7,ipv6:[::1]:5,[::2]:5,127.0.0.3:5") == (
-        "ipv4:127.0.0.1:5,127.0.0.2:5", "side:7", "ipv6:[::1]:5,[::2]:5", "127.0.0.3:5")

@@ -3,8 +3,8 @@
 `search_steps` / `msearch_steps` yield what they need done (`EngineSearch`, `EngineMsearch`,
 `Rerank`, `RerankMany`) and receive its result (the engine's answer, or the sidecar's result or
 the exception it raised); they return the caller's response. The sync and async `Rescorer`s and
-the proxy only carry out those effects (`drive` / `drive_async`), so planning, fallback, metrics
-and marking live once. Engine errors propagate untouched; anything going wrong on the sidecar
+the proxy only carry out those effects (`rescoring.drive` / `_async.rescoring.drive`), so
+planning, fallback, metrics and marking live once. Engine errors propagate untouched; anything going wrong on the sidecar
 side, or a bug here, gives the engine's order with `_rescore.fallback` set.
 """
 from __future__ import annotations
@@ -13,9 +13,13 @@ import dataclasses
 import json
 import logging
 import time
-from typing import Any, Awaitable, Callable, Generator, Mapping, Sequence
+from typing import Any, Generator, Mapping, Sequence
 
-from rescore_sidecar.connectors import arms, core, metrics
+from rescore_sidecar.connectors import metrics
+from rescore_sidecar.connectors._core import arms
+from rescore_sidecar.connectors._core.plan import SearchPlan, plan_search
+from rescore_sidecar.connectors._core.shape import apply_scores, engine_order, marker
+from rescore_sidecar.connectors._core.text import documents
 from rescore_sidecar.connectors._sidecar.calls import RerankResult
 from rescore_sidecar.connectors._sidecar.errors import SidecarUnavailable
 from rescore_sidecar.connectors.config import ConnectorConfig
@@ -52,22 +56,22 @@ Steps = Generator[Effect, Any, Any]
 
 
 def plan(config: ConnectorConfig, body: Mapping | None, params: Mapping | None, rerank: Any,
-         ab_key: str | None, choice: arms.Choice | None = None) -> tuple[core.SearchPlan, str | None]:
+         ab_key: str | None, choice: arms.Choice | None = None) -> tuple[SearchPlan, str | None]:
     """Chosen options + search plan. Bad `rerank=` raises (caller error); a request the engine
     should judge (malformed from/size) or a bug here is sent unchanged. `choice`: options the
     caller already resolved (the proxy), so they are resolved once per request."""
     choice = choice or arms.resolve(config, rerank, ab_key)
     try:
-        return core.plan_search(body, params, choice.options), choice.arm
+        return plan_search(body, params, choice.options), choice.arm
     except ValueError:
         skip = "invalid_request"
     except Exception:  # noqa: BLE001 - a connector bug must not fail the search
         log.exception("rescore: planning failed; sending the request unchanged")
         skip = "connector_error"
-    return core.SearchPlan(body=dict(body or {}), params=dict(params or {}), options=choice.options, skip=skip), choice.arm
+    return SearchPlan(body=dict(body or {}), params=dict(params or {}), options=choice.options, skip=skip), choice.arm
 
 
-def finish(response: Mapping, p: core.SearchPlan, arm: str | None, docs: list[tuple[int, str]],
+def finish(response: Mapping, p: SearchPlan, arm: str | None, docs: list[tuple[int, str]],
            result: RerankResult | SidecarUnavailable | Exception | None, sidecar_ms: float, started: float) -> dict:
     """The caller's response from the engine's answer and the sidecar's result (or failure).
     Counts the search in `connectors.metrics` (the one fallback counter, proxy included)."""
@@ -76,22 +80,22 @@ def finish(response: Mapping, p: core.SearchPlan, arm: str | None, docs: list[tu
     try:
         if p.skip is not None:
             outcome = "skipped"
-            return core.engine_order(response, p, core.marker(reranked=False, arm=arm, skipped=p.skip, took_ms=took_ms))
+            return engine_order(response, p, marker(reranked=False, arm=arm, skipped=p.skip, took_ms=took_ms))
         if not docs:
             outcome = "skipped"
-            return core.engine_order(response, p, core.marker(reranked=False, arm=arm, skipped="no_text",
+            return engine_order(response, p, marker(reranked=False, arm=arm, skipped="no_text",
                                                               took_ms=took_ms))
         if isinstance(result, RerankResult):
             scores = {pos: result.scores[j] for j, (pos, _) in enumerate(docs)}
-            return core.apply_scores(response, p, scores, core.marker(reranked=True, arm=arm, model=result.model,
+            return apply_scores(response, p, scores, marker(reranked=True, arm=arm, model=result.model,
                                                                        took_ms=took_ms))
         fallback = result.reason if isinstance(result, SidecarUnavailable) else "connector_error"
         outcome = "fallback"
-        return core.engine_order(response, p, core.marker(reranked=False, arm=arm, fallback=fallback, took_ms=took_ms))
+        return engine_order(response, p, marker(reranked=False, arm=arm, fallback=fallback, took_ms=took_ms))
     except Exception:  # noqa: BLE001
         log.exception("rescore: applying scores failed; returning engine order")
         outcome, fallback = "fallback", "connector_error"
-        return core.engine_order(response, p, core.marker(reranked=False, arm=arm, fallback=fallback, took_ms=took_ms))
+        return engine_order(response, p, marker(reranked=False, arm=arm, fallback=fallback, took_ms=took_ms))
     finally:
         metrics.SEARCHES.labels(outcome, arm or "").inc()
         if fallback:
@@ -100,11 +104,11 @@ def finish(response: Mapping, p: core.SearchPlan, arm: str | None, docs: list[tu
         metrics.OVERHEAD_SECONDS.observe(max(overhead, 0.0))
 
 
-def collect(response: Mapping, p: core.SearchPlan) -> list[tuple[int, str]]:
+def collect(response: Mapping, p: SearchPlan) -> list[tuple[int, str]]:
     if p.skip is not None:
         return []
     try:
-        return core.documents(response, p)
+        return documents(response, p)
     except Exception:  # noqa: BLE001
         log.exception("rescore: reading hits failed")
         return []
@@ -179,44 +183,3 @@ def msearch_steps(config: ConnectorConfig, searches: Sequence, params: Mapping |
                                                       sidecar_ms / max(len(wanted), 1), started)
                         for i, (r, (p, arm)) in enumerate(zip(subs, plans))]
     return _like(answer, out)
-
-
-def drive(steps: Steps, engine: Callable[[Effect], Any], sidecar: Any) -> Any:
-    """Carries out the steps' effects synchronously: `engine(effect)` for the engine call (its
-    errors propagate), `sidecar.rerank` / `rerank_many` for sidecar calls (errors become results)."""
-    return resume(steps, engine(next(steps)), sidecar)
-
-
-def resume(steps: Steps, answer: Any, sidecar: Any) -> Any:
-    """The rest of the steps once the engine answered (`answer`)."""
-    value = answer
-    while True:
-        try:
-            effect = steps.send(value)
-        except StopIteration as done:
-            return done.value
-        try:
-            value = (sidecar.rerank(effect.query, effect.texts, model=effect.model) if isinstance(effect, Rerank)
-                     else sidecar.rerank_many(effect.calls))
-        except Exception as exc:  # noqa: BLE001 - the steps turn it into a fallback
-            value = exc
-
-
-async def drive_async(steps: Steps, engine: Callable[[Effect], Awaitable[Any]], sidecar: Any) -> Any:
-    """`drive` with an async engine call and an async sidecar client."""
-    return await resume_async(steps, await engine(next(steps)), sidecar)
-
-
-async def resume_async(steps: Steps, answer: Any, sidecar: Any) -> Any:
-    """`resume` with an async sidecar client: what the proxy runs after its own engine call."""
-    value = answer
-    while True:
-        try:
-            effect = steps.send(value)
-        except StopIteration as done:
-            return done.value
-        try:
-            value = await (sidecar.rerank(effect.query, effect.texts, model=effect.model)
-                           if isinstance(effect, Rerank) else sidecar.rerank_many(effect.calls))
-        except Exception as exc:  # noqa: BLE001 - the steps turn it into a fallback
-            value = exc

@@ -1,0 +1,65 @@
+"""Rescoring of one search / msearch around any engine call: a thin shell that carries out the
+effects of `_core.steps.search_steps` (the one source of behaviour, shared with the proxy).
+
+The engine call is a function `(body, params) -> response` (a dict, or elasticsearch-py's
+ApiResponse, given back in the same type); the wrappers pass their own.
+"""
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable, Mapping, Sequence
+
+from rescore_sidecar.connectors._async.client import AsyncSidecarClient
+from rescore_sidecar.connectors._core.steps import Effect, Rerank, Steps, msearch_steps, search_steps
+from rescore_sidecar.connectors.config import ConnectorConfig
+
+AsyncEngineSearchCall = Callable[[dict, dict], Awaitable[Mapping]]
+AsyncEngineMsearchCall = Callable[[list, dict], Awaitable[Mapping]]
+
+
+async def drive(steps: Steps, engine: Callable[[Effect], Awaitable[Any]], sidecar: Any) -> Any:
+    """Carries out the steps' effects: `engine(effect)` for the engine call (its errors propagate),
+    `sidecar.rerank` / `rerank_many` for sidecar calls (errors become results)."""
+    return await resume(steps, await engine(next(steps)), sidecar)
+
+
+async def resume(steps: Steps, answer: Any, sidecar: Any) -> Any:
+    """The rest of the steps once the engine answered (`answer`): what the proxy runs after its own
+    engine call."""
+    value = answer
+    while True:
+        try:
+            effect = steps.send(value)
+        except StopIteration as done:
+            return done.value
+        try:
+            value = await (sidecar.rerank(effect.query, effect.texts, model=effect.model) if isinstance(effect, Rerank)
+                           else sidecar.rerank_many(effect.calls))
+        except Exception as exc:  # noqa: BLE001 - the steps turn it into a fallback
+            value = exc
+
+
+class AsyncRescorer:
+    """Reranks searches through the sidecar. One per application; a context manager."""
+
+    def __init__(self, config: ConnectorConfig = ConnectorConfig(), *, sidecar: Any = None):
+        self.config = config
+        self.sidecar = sidecar or AsyncSidecarClient(config.sidecar)
+
+    async def search(self, engine_search: AsyncEngineSearchCall, body: Mapping | None = None,
+                     params: Mapping | None = None, *, rerank: Any = None, ab_key: str | None = None) -> Any:
+        steps = search_steps(self.config, body, params, rerank=rerank, ab_key=ab_key)
+        return await drive(steps, lambda e: engine_search(e.body, e.params), self.sidecar)
+
+    async def msearch(self, engine_msearch: AsyncEngineMsearchCall, searches: Sequence,
+                      params: Mapping | None = None, *, rerank: Any = None, ab_key: str | None = None) -> Any:
+        steps = msearch_steps(self.config, searches, params, rerank=rerank, ab_key=ab_key)
+        return await drive(steps, lambda e: engine_msearch(e.lines, e.params), self.sidecar)
+
+    async def close(self) -> None:
+        await self.sidecar.close()
+
+    async def __aenter__(self) -> AsyncRescorer:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
