@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make demo` (main job) and `make test` (everything CI runs).
 PY := .venv/bin/python
 
-.PHONY: setup demo serve test unit integration deploy proto bench images
+.PHONY: setup demo serve test unit integration deploy proto unasync bench images
 
 setup:
 	@scripts/bootstrap.sh
@@ -26,6 +26,10 @@ integration: setup
 
 proto: setup
 	$(PY) scripts/gen_proto.py
+
+# The sync connectors modules from their connectors/_async/ sources (a unit test fails when stale).
+unasync: setup
+	$(PY) scripts/unasync.py
 
 bench: setup
 	$(PY) bench/sidecar_throughput.py $(ARGS)
