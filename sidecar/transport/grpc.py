@@ -9,8 +9,9 @@ from google.protobuf.message import DecodeError
 
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
 from rescore_sidecar.sidecar.core.accounting import OK, accounted_request, model_label
-from rescore_sidecar.sidecar.core.errors import InvalidRequest, NotReady, to_status
+from rescore_sidecar.sidecar.core.errors import InvalidRequest, NotReady
 from rescore_sidecar.sidecar.core.service import RerankService
+from rescore_sidecar.sidecar.transport.errors import to_status
 
 log = logging.getLogger("sidecar")
 

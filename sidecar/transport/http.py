@@ -9,7 +9,7 @@
 
 Only translation lives here: every request becomes a rescore.v1.RerankRequest for
 RerankService.rerank (same validation, queue, batching, limits and metrics as gRPC), and every
-error becomes a status through http_errors.to_http. See docs/http-api.md.
+error becomes a status through transport/errors.py `to_http`. See docs/http-api.md.
 """
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
 from rescore_sidecar.sidecar.config import SidecarConfig
 from rescore_sidecar.sidecar.core.accounting import OK, accounted_request, model_label
 from rescore_sidecar.sidecar.core.errors import NotReady, RequestTooLarge
-from rescore_sidecar.sidecar.transport.http_errors import FieldError, HttpError, to_http
 from rescore_sidecar.sidecar.core.service import RerankService
+from rescore_sidecar.sidecar.transport.errors import to_http
+from rescore_sidecar.sidecar.transport.http_errors import FieldError, HttpError
 from rescore_sidecar.sidecar.transport.security import http_ssl_context, request_is_authorized
 
 log = logging.getLogger("sidecar.http")
