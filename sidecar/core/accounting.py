@@ -31,29 +31,36 @@ def model_label(service: ServesModels | None, requested: str) -> str:
 
 @dataclasses.dataclass
 class RequestRecord:
-    """What the transport learns while serving one request: set `model` once known and `code`
-    (a gRPC status name) before answering."""
+    """One request being served: set `model` once known, and call `finish` with the gRPC status name
+    of the answer before it leaves (a client reading the metrics right after must see it counted)."""
 
     model: str = UNKNOWN_MODEL
-    code: str = "UNKNOWN"  # left as is only when an exception escapes the transport
+    code: str | None = None  # set by finish
     started: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def finish(self, code: str) -> None:
+        """Counts the request, its latency and (unless OK) an error under the model and `code`; once."""
+        if self.code is not None:
+            return
+        self.code = code
+        metrics.REQUESTS.labels(self.model, code).inc()
+        metrics.REQUEST_LATENCY.labels(self.model, code).observe(time.perf_counter() - self.started)
+        if code != OK:
+            metrics.ERRORS.labels(code).inc()
 
 
 @contextlib.contextmanager
 def accounted_request() -> Iterator[RequestRecord]:
-    """Counts one Rerank request: in flight while inside; on leaving, the request, its latency and
-    (unless OK) an error, under the record's model and code. A cancelled request (the client went
-    away) is counted as CANCELLED."""
+    """One Rerank request in the in-flight gauge while inside. A request the transport did not
+    finish is counted on leaving: CANCELLED when the client went away, else UNKNOWN (an
+    exception escaped the transport)."""
     record = RequestRecord()
     metrics.IN_FLIGHT.inc()
     try:
         yield record
     except asyncio.CancelledError:
-        record.code = "CANCELLED"
+        record.finish("CANCELLED")
         raise
     finally:
         metrics.IN_FLIGHT.dec()
-        metrics.REQUESTS.labels(record.model, record.code).inc()
-        metrics.REQUEST_LATENCY.labels(record.model, record.code).observe(time.perf_counter() - record.started)
-        if record.code != OK:
-            metrics.ERRORS.labels(record.code).inc()
+        record.finish("UNKNOWN")

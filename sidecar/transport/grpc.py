@@ -43,11 +43,11 @@ class GrpcTransport:
                     log.info("rerank request_id=%s query=%r documents=%r", request.request_id, request.query,
                              [doc.text for doc in request.documents])
                 response = await self.service.rerank(request, context.time_remaining())
-                record.code = OK
+                record.finish(OK)
                 return response
             except Exception as exc:  # noqa: BLE001 - every error becomes a status
                 status = to_status(exc)
-                record.code = status.code.name
+                record.finish(status.code.name)
                 await context.abort(status.code, status.message, status.trailing_metadata())
 
     async def list_models(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:

@@ -188,11 +188,11 @@ class HttpTransport:
                              [doc.text for doc in rerank_request.documents])
                 response = await self.service.rerank(rerank_request, timeout)
                 payload = answer(body, rerank_request, response)
-                record.code = OK
+                record.finish(OK)
                 return web.json_response(payload, dumps=_dumps)
             except Exception as exc:  # noqa: BLE001 - every error becomes a status
                 error = to_http(exc)
-                record.code = error.grpc_code
+                record.finish(error.grpc_code)
                 return _json_error(error)
 
     async def rerank_cohere(self, request: web.Request) -> web.Response:

@@ -26,7 +26,11 @@ def test_ok_request_is_counted_without_an_error():
     before = (_value("rescore_requests_total", model="acc-ok", code="OK"), _value("rescore_errors_total", code="OK"))
     with accounted_request() as record:
         assert _value("rescore_requests_in_flight") >= 1
-        record.model, record.code = "acc-ok", OK
+        record.model = "acc-ok"
+        record.finish(OK)
+        # counted as soon as finished, before the answer leaves: not when the block ends
+        assert _value("rescore_requests_total", model="acc-ok", code="OK") == before[0] + 1
+        record.finish("INTERNAL")  # once only
     assert _value("rescore_requests_total", model="acc-ok", code="OK") == before[0] + 1
     assert _value("rescore_request_duration_seconds_count", model="acc-ok", code="OK") >= 1
     assert _value("rescore_errors_total", code="OK") == before[1]
@@ -36,7 +40,8 @@ def test_error_code_counts_an_error_and_the_gauge_returns():
     in_flight = _value("rescore_requests_in_flight")
     errors = _value("rescore_errors_total", code="NOT_FOUND")
     with accounted_request() as record:
-        record.model, record.code = "acc-err", "NOT_FOUND"
+        record.model = "acc-err"
+        record.finish("NOT_FOUND")
     assert _value("rescore_errors_total", code="NOT_FOUND") == errors + 1
     assert _value("rescore_requests_in_flight") == in_flight
 
@@ -48,3 +53,12 @@ def test_cancelled_request_is_counted_as_cancelled():
             record.model = "acc-cancel"
             raise asyncio.CancelledError
     assert _value("rescore_requests_total", model="acc-cancel", code="CANCELLED") == before + 1
+
+
+def test_a_request_left_unfinished_is_counted_unknown():
+    before = _value("rescore_requests_total", model="acc-escaped", code="UNKNOWN")
+    with pytest.raises(KeyError):
+        with accounted_request() as record:
+            record.model = "acc-escaped"
+            raise KeyError("escaped the transport")
+    assert _value("rescore_requests_total", model="acc-escaped", code="UNKNOWN") == before + 1
