@@ -54,9 +54,11 @@ ANSWERS: dict[str, Answer] = {reason_name(value): answer for value, answer in (
 
 
 def out_of_memory_types() -> tuple[type[BaseException], ...]:
-    """MemoryError (also what pybind11 makes of std::bad_alloc in OpenVINO's CPU plugin, which has
-    no type of its own) and torch's OutOfMemoryError when torch is loaded: an exception from torch
-    cannot exist without it, so torch is never imported here."""
+    """MemoryError (host memory; also what pybind11 makes of a std::bad_alloc that reaches Python)
+    and torch's OutOfMemoryError when torch is loaded: an exception from torch cannot exist without
+    it, so torch is never imported here. OpenVINO has no out-of-memory type (openvino.exceptions:
+    OVError, OVTypeError, UserInputError): an allocation failure it wraps in a RuntimeError stays
+    INTERNAL, as no type says what it is."""
     torch = sys.modules.get("torch")
     if torch is None:
         return (MemoryError,)

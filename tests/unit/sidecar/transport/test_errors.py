@@ -4,6 +4,8 @@ read it; the reasons are the proto's ErrorReason names, unchanged on the wire.""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import types
 
 import grpc
@@ -29,7 +31,7 @@ CASES = [
     (errors.NotReady("draining"), grpc.StatusCode.UNAVAILABLE, "NOT_READY"),
     (asyncio.TimeoutError(), grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED"),
     (torch.cuda.OutOfMemoryError("CUDA out of memory"), grpc.StatusCode.RESOURCE_EXHAUSTED, "OUT_OF_DEVICE_MEMORY"),
-    (MemoryError(), grpc.StatusCode.RESOURCE_EXHAUSTED, "OUT_OF_DEVICE_MEMORY"),  # also OpenVINO's bad_alloc
+    (MemoryError(), grpc.StatusCode.RESOURCE_EXHAUSTED, "OUT_OF_DEVICE_MEMORY"),  # host memory
     (KeyError("bug"), grpc.StatusCode.INTERNAL, "INTERNAL"),
 ]
 
@@ -128,3 +130,11 @@ async def test_loading_sidecar_says_not_ready():
         assert error_info(info.value).reason == "NOT_READY"
     finally:
         await server.stop(None)
+
+
+def test_classifying_an_error_never_imports_torch():
+    code = ("import sys; from rescore_sidecar.sidecar.transport.errors import to_status; "
+            "assert to_status(MemoryError()).reason == 'OUT_OF_DEVICE_MEMORY'; "
+            "assert to_status(RuntimeError('x')).reason == 'INTERNAL'; "
+            "assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=60)
