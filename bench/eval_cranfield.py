@@ -79,6 +79,7 @@ def precision_check(configs: list[str], data: str, out: str) -> int:
 
     from rescore_sidecar.sidecar.backends import load_backend
     from rescore_sidecar.sidecar.config import ModelSpec, offline_model_dir
+    from rescore_sidecar.sidecar.core.calibration import calibration_inputs
     from rescore_sidecar.sidecar.core.tokenization import tokenize_request
     from rescore_sidecar.tools.eval.collection import read_cranfield, shared_data_dir
     from rescore_sidecar.tools.eval.metrics import per_query_scores
@@ -100,7 +101,7 @@ def precision_check(configs: list[str], data: str, out: str) -> int:
     for config in configs:
         runtime, _, precision = config.partition(":")
         backend = load_backend(ModelSpec(source=model, kind="bi-encoder", backend=runtime, precision=precision),
-                               device="cpu", cache_dir=str(pathlib.Path(out) / "artefacts"))
+                               device="cpu", cache_dir=str(pathlib.Path(out) / "artefacts"), calibrate=calibration_inputs)
         started = time.perf_counter()
 
         def embed(batch: list[str]) -> np.ndarray:

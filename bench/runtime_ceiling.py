@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from rescore_sidecar.sidecar.backends import load_backend
+from rescore_sidecar.sidecar.core.calibration import calibration_inputs
 from rescore_sidecar.sidecar.config import ModelSpec
 from rescore_sidecar.tools.seeded_models import build_model
 
@@ -45,7 +46,8 @@ def main() -> int:
         requests = {}
         for precision in args.precisions:
             xml = load_backend(ModelSpec(source=str(model), backend="openvino", precision=precision),
-                               device="cpu", cache_dir=str(pathlib.Path(tmp) / "artefacts")).artefact
+                               device="cpu", cache_dir=str(pathlib.Path(tmp) / "artefacts"),
+                               calibrate=calibration_inputs).artefact
             compiled = core.compile_model(xml, "CPU", {"PERFORMANCE_HINT": "LATENCY", **HINTS[precision]})
             names = {port.get_any_name() for port in compiled.inputs}
             batches = []

@@ -20,9 +20,14 @@ PROTOS = ["rescore/v1/rescore.proto"]
 
 def generate(out_dir: pathlib.Path) -> list[pathlib.Path]:
     """Writes the generated modules under out_dir and returns their paths."""
+    import importlib.resources
+
     from grpc_tools import protoc  # dev dependency
 
-    args = ["protoc", f"-I{PROTO_DIR}", f"--python_out={out_dir}", f"--pyi_out={out_dir}",
+    # protoc.main does not add the well-known protos (google/protobuf/descriptor.proto, for the
+    # error options) that grpc_tools ships; `python -m grpc_tools.protoc` would.
+    well_known = importlib.resources.files("grpc_tools") / "_proto"
+    args = ["protoc", f"-I{PROTO_DIR}", f"-I{well_known}", f"--python_out={out_dir}", f"--pyi_out={out_dir}",
             f"--grpc_python_out={out_dir}", *PROTOS]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")

@@ -22,8 +22,10 @@ from pydantic import ValidationError
 from rescore_sidecar.sidecar import metrics
 from rescore_sidecar.sidecar import settings
 from rescore_sidecar.sidecar.backends import Backend, load_backend
-from rescore_sidecar.sidecar.core.queue import BatchLimits, ModelQueue
 from rescore_sidecar.sidecar.core.cache import ScoreCache
+from rescore_sidecar.sidecar.core.calibration import calibration_inputs
+from rescore_sidecar.sidecar.core.queue import BatchLimits, ModelQueue
+from rescore_sidecar.sidecar.core.tokenization import tokenize_request
 from rescore_sidecar.sidecar.config import SidecarConfig, load_config
 from rescore_sidecar.sidecar.transport.grpc import SERVICE_NAME, GrpcTransport
 from rescore_sidecar.sidecar.transport.security import BearerTokenInterceptor, server_credentials
@@ -37,8 +39,6 @@ WARMUP_DOCUMENTS = ["a short warm-up document", "another warm-up document " * 8]
 
 def warm_up(backend: Backend) -> None:
     """Runs one real batch so the first request pays no lazy-initialisation cost."""
-    from rescore_sidecar.sidecar.core.tokenization import tokenize_request
-
     tokenized = tokenize_request(backend, WARMUP_QUERY, WARMUP_DOCUMENTS)
     backend.forward(tokenized.sequences)
 
@@ -129,11 +129,10 @@ class Sidecar:
             torch.set_num_threads(self.config.torch_threads)
         backends: dict[str, Backend] = {}
         for spec in self.config.model_specs():
-            # Only settings that are set, so loaders without these keywords (tools/null_backend.py) still fit.
-            runtime_kwargs = {key: value for key, value in (("cache_dir", self.config.model_cache_dir),
-                                                            ("threads", self.config.torch_threads)) if value}
             backend = load_backend(spec, device=self.config.device, dtype=self.config.dtype,
-                                   default_query_tokens=self.config.max_query_tokens, **runtime_kwargs)
+                                   default_query_tokens=self.config.max_query_tokens,
+                                   cache_dir=self.config.model_cache_dir, threads=self.config.torch_threads,
+                                   calibrate=calibration_inputs)
             if backend.name in backends:
                 raise ValueError(f"two models are named {backend.name!r}; give them distinct NAME= prefixes")
             warm_up(backend)

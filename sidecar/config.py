@@ -16,7 +16,9 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, Setting
 from rescore_sidecar.sidecar import settings
 
 ModelKindName = Literal["auto", "cross-encoder", "bi-encoder"]
-BackendName = Literal["auto", "torch", "openvino"]
+# A registered runtime (backends/registry.py; checked when the model loads, as runtimes may register
+# late) or auto.
+BackendName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
 PrecisionName = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 # Keys a model string may carry after its source: `[NAME=]SOURCE[,KEY=VALUE...]`.
 MODEL_OPTION_KEYS = ("kind", "backend", "precision", "calibration_file", "max_length", "max_query_tokens", "revision")

@@ -1,7 +1,8 @@
 """What a failed Rerank call means for the caller, read from the status's typed reason.
 
 The sidecar puts a `google.rpc.ErrorInfo` (domain `rescore.sidecar`) in the standard rich-status
-trailer of every error (`sidecar/core/errors.py: to_status`). Its `reason` decides, never the message:
+trailer of every error (`sidecar/transport/errors.py: to_status`; the reasons are the ErrorReason
+enum of proto/rescore/v1/rescore.proto). Its `reason` decides, never the message:
 
 - the request's fault (over a per-request limit, invalid): `RequestRejected`; falls back, and is a
   fast success for the breaker (says nothing about the sidecar's health);
@@ -16,8 +17,13 @@ from __future__ import annotations
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
-DOMAIN = "rescore.sidecar"
-_DETAILS_KEY = "grpc-status-details-bin"
+from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
+
+# The wire contract: proto/rescore/v1/rescore.proto ErrorReason and its options.
+_CONTRACT = pb.ErrorReason.DESCRIPTOR.GetOptions()
+DOMAIN = _CONTRACT.Extensions[pb.error_domain]  # "rescore.sidecar"
+_DETAILS_KEY = _CONTRACT.Extensions[pb.error_details_key]  # "grpc-status-details-bin"
+_REASON = pb.ErrorReason.Name
 
 # Fallback reasons (the `_rescore.fallback` values) by gRPC code, when no ErrorInfo says more.
 _BY_CODE = {grpc.StatusCode.DEADLINE_EXCEEDED: "timeout", grpc.StatusCode.UNAVAILABLE: "unavailable",
@@ -26,9 +32,10 @@ _BY_CODE = {grpc.StatusCode.DEADLINE_EXCEEDED: "timeout", grpc.StatusCode.UNAVAI
 # Codes that blame what was sent (our request was bad), with or without ErrorInfo.
 _REQUEST_CODES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,
                   grpc.StatusCode.OUT_OF_RANGE}
-# ErrorInfo.reason -> (fallback reason, exception class name); see sidecar/core/errors.py REASONS.
-_REQUEST_REASONS = {"REQUEST_TOO_LARGE": "too_large", "INVALID_REQUEST": "error", "MODEL_NOT_FOUND": "error"}
-_OVERLOAD_REASONS = {"OVERLOADED": "overloaded", "OUT_OF_DEVICE_MEMORY": "overloaded"}
+# ErrorInfo.reason -> fallback reason, by what the reason blames.
+_REQUEST_REASONS = {_REASON(pb.REQUEST_TOO_LARGE): "too_large", _REASON(pb.INVALID_REQUEST): "error",
+                    _REASON(pb.MODEL_NOT_FOUND): "error"}
+_OVERLOAD_REASONS = {_REASON(pb.OVERLOADED): "overloaded", _REASON(pb.OUT_OF_DEVICE_MEMORY): "overloaded"}
 
 
 class SidecarUnavailable(Exception):

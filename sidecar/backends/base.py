@@ -1,8 +1,8 @@
 """The one interface the queue and batching talk to (the text-embeddings-inference shape).
 
-A `Backend` is a loaded model: what the tokenizer and the queue need to know about it
-(name, kind, limits, padding) plus an `Engine`, the runtime-specific part that turns a
-padded batch into output rows. Runtimes (torch, OpenVINO, ...) differ only in the engine,
+A `Backend` is a loaded model: its `ModelDescription` (what the tokenizer and the queue need
+to know: name, kind, limits, padding) plus an `Engine`, the runtime-specific part that turns a
+padded batch into output rows, built by the runtime the registry (registry.py) names. Runtimes (torch, OpenVINO, ...) differ only in the engine,
 so the queue never looks at the runtime, and the two model kinds never look at it either:
 - cross-encoder: one sequence per (query, document) pair; a row is the pair's logits.
 - bi-encoder: one sequence per text; a row is the mean-pooled, L2-normalised embedding.
@@ -19,7 +19,6 @@ from tokenizers import Tokenizer
 CROSS_ENCODER = "cross-encoder"
 BI_ENCODER = "bi-encoder"
 
-RUNTIMES = ("torch", "openvino")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 # precision -> the dtype name ListModels and the metrics have always reported
 DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "int8": "int8"}
@@ -37,8 +36,9 @@ class TokenizedSequence:
 
 
 @dataclasses.dataclass
-class Backend:
-    """A loaded model, ready to run batches."""
+class ModelDescription:
+    """A model as the tokenizer and the queue see it, before any runtime is chosen: what a runtime
+    needs to know to build an engine, and what tokenizes the int8 calibration text."""
 
     name: str
     source: str
@@ -49,15 +49,6 @@ class Backend:
     num_labels: int
     pad_id: int
     uses_type_ids: bool
-    runtime: str  # "torch", "openvino"
-    precision: str  # "fp32", "bf16", "fp16", "int8"
-    device: Any  # torch.device for torch, "cpu" for OpenVINO; str(device) names it
-    engine: Engine
-    artefact: str = ""  # on-disk compiled/quantized model the engine runs, if any
-
-    @property
-    def dtype_name(self) -> str:
-        return DTYPE_NAMES[self.precision]
 
     def pad(self, batch: Sequence[TokenizedSequence]) -> dict[str, np.ndarray]:
         """Right-pads a batch into int64 model inputs."""
@@ -75,6 +66,29 @@ class Backend:
         if types is not None:
             inputs["token_type_ids"] = types
         return inputs
+
+
+@dataclasses.dataclass
+class Backend(ModelDescription):
+    """A loaded model, ready to run batches: its description plus the engine a runtime built."""
+
+    runtime: str  # a registered runtime name: "torch", "openvino", ...
+    precision: str  # "fp32", "bf16", "fp16", "int8"
+    device: Any  # torch.device for torch, "cpu" for OpenVINO; str(device) names it
+    engine: Engine
+    artefact: str = ""  # on-disk compiled/quantized model the engine runs, if any
+
+    @classmethod
+    def of(cls, model: ModelDescription, *, runtime: str, precision: str, device: Any, engine: Engine,
+           artefact: str = "") -> Backend:
+        """The backend of a described model, once its runtime has built the engine."""
+        described = {field.name: getattr(model, field.name) for field in dataclasses.fields(ModelDescription)}
+        return cls(**described, runtime=runtime, precision=precision, device=device, engine=engine,
+                   artefact=artefact)
+
+    @property
+    def dtype_name(self) -> str:
+        return DTYPE_NAMES[self.precision]
 
     def forward(self, batch: Sequence[TokenizedSequence]) -> np.ndarray:
         """Runs one padded batch; returns float32 rows (logits or embeddings).

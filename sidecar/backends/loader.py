@@ -1,22 +1,20 @@
-"""Loads a model for any runtime: tokenizer, max_length, kind detection, and the
-resolution of backend/precision `auto` (shared by every runtime)."""
+"""Loads a model for any runtime: describes it (tokenizer, max_length, kind detection), resolves
+backend `auto`, has the registered runtime build its engine, and builds the Backend whole."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import pathlib
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import numpy as np
 from tokenizers import Tokenizer
 
-from rescore_sidecar.sidecar.backends.base import BI_ENCODER, CROSS_ENCODER, Backend
+from rescore_sidecar.sidecar.backends.base import BI_ENCODER, CROSS_ENCODER, Backend, ModelDescription
+from rescore_sidecar.sidecar.backends.registry import EngineRequest, openvino_available, runtime_factory
 from rescore_sidecar.sidecar.config import ModelSpec
 
 log = logging.getLogger(__name__)
-
-# the global --dtype names -> precisions
-_DTYPE_PRECISION = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
 
 def detect_kind(spec: ModelSpec, config) -> str:
@@ -58,10 +56,6 @@ def model_max_length(kind: str, spec: ModelSpec, config, hf_tokenizer) -> int:
     return min(limits) if limits else 512
 
 
-def openvino_available() -> bool:
-    return importlib.util.find_spec("openvino") is not None
-
-
 def resolve_runtime(spec: ModelSpec, device: str) -> str:
     """backend=auto: torch on CUDA, OpenVINO on CPU when installed (faster at every
     precision in bench/sidecar_throughput.py), else torch."""
@@ -77,27 +71,9 @@ def resolve_runtime(spec: ModelSpec, device: str) -> str:
     return "openvino" if openvino_available() else "torch"
 
 
-def resolve_precision(spec: ModelSpec, runtime: str, device_type: str, dtype: str) -> str:
-    """precision=auto: the global --dtype if set; CUDA: bf16 where supported, else fp16;
-    CPU: fp32 (exact scores; bf16 and int8 are opt-in, see docs/backends.md)."""
-    if spec.precision != "auto":
-        return spec.precision
-    if dtype != "auto":
-        return _DTYPE_PRECISION[dtype]
-    if device_type == "cuda":
-        import torch
-
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
-
-
-def load_backend(spec: ModelSpec, *, device: str = "auto", dtype: str = "auto",
-                 default_query_tokens: int = 64, cache_dir: str = "", threads: int = 0) -> Backend:
-    """Loads `spec` (hub id or local path) on the runtime and precision it resolves to.
-
-    Any failure (an architecture a runtime cannot export, a precision it does not run)
-    raises ValueError naming the model and the backend, so the server fails at start.
-    """
+def describe_model(spec: ModelSpec, *, default_query_tokens: int = 64) -> tuple[ModelDescription, dict[str, Any]]:
+    """The model's description from its config and fast tokenizer (no weights loaded), and the
+    from_pretrained keywords (revision) its runtime loads the weights with."""
     from transformers import AutoConfig, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -113,44 +89,45 @@ def load_backend(spec: ModelSpec, *, device: str = "auto", dtype: str = "auto",
     tokenizer.no_padding()
     max_length = model_max_length(kind, spec, config, hf_tokenizer)
     pad_id = hf_tokenizer.pad_token_id if hf_tokenizer.pad_token_id is not None else 0
-    runtime = resolve_runtime(spec, device)
-    backend = Backend(
+    model = ModelDescription(
         name=spec.display_name(), source=spec.source, kind=kind, tokenizer=tokenizer,
         max_length=max_length, max_query_tokens=min(spec.max_query_tokens or default_query_tokens, max_length // 2),
         num_labels=int(getattr(config, "num_labels", 1)) if kind == CROSS_ENCODER else 0,
         pad_id=int(pad_id),
-        uses_type_ids="token_type_ids" in hf_tokenizer.model_input_names and getattr(config, "type_vocab_size", 0) > 1,
-        runtime=runtime, precision="fp32", device="cpu", engine=_not_loaded)
+        uses_type_ids="token_type_ids" in hf_tokenizer.model_input_names and getattr(config, "type_vocab_size", 0) > 1)
+    return model, hub_kwargs
+
+
+# Turns a model's description and (query, document) pairs into padded inputs, one sequence each,
+# tokenized as requests are: core.calibration.calibration_inputs.
+Calibrate = Callable[[ModelDescription, Sequence[tuple[str, str]]], Iterable[Mapping[str, np.ndarray]]]
+
+
+def load_backend(spec: ModelSpec, *, device: str = "auto", dtype: str = "auto", default_query_tokens: int = 64,
+                 cache_dir: str = "", threads: int = 0, calibrate: Calibrate | None = None) -> Backend:
+    """Loads `spec` (hub id or local path) on the runtime and precision it resolves to.
+
+    `calibrate` tokenizes the int8 calibration text (spec.calibration_file, else the shipped
+    sample); only int8 needs it. Any failure (an architecture a runtime cannot export, a precision
+    it does not run, an unknown backend) raises ValueError naming the model and the backend, so
+    the server fails at start.
+    """
+    model, hub_kwargs = describe_model(spec, default_query_tokens=default_query_tokens)
+    runtime = resolve_runtime(spec, device)
+    calibration = (lambda: calibrate(model, read_calibration(spec.calibration_file))) if calibrate else None
+    request = EngineRequest(model, spec, hub_kwargs, device=device, dtype=dtype, cache_dir=cache_dir, threads=threads,
+                            calibration=calibration)
     try:
-        if runtime == "torch":
-            from rescore_sidecar.sidecar.backends import torch as torch_backend
-
-            backend.device = torch_backend.resolve_device(device)
-            backend.precision = resolve_precision(spec, runtime, backend.device.type, dtype)
-            backend.engine = torch_backend.load_engine(kind, spec.source, hub_kwargs, device=backend.device,
-                                                       precision=backend.precision)
-        else:
-            if device not in ("auto", "cpu"):
-                raise ValueError(f"the openvino backend runs on the CPU, not on device {device!r}")
-            if not openvino_available():
-                raise ValueError("the openvino package is not installed: pip install 'rescore-sidecar[openvino]'")
-            from rescore_sidecar.sidecar.backends import openvino as ov_backend
-
-            backend.precision = resolve_precision(spec, runtime, "cpu", dtype)
-            backend.engine, backend.artefact = ov_backend.load_engine(
-                backend, spec, hub_kwargs, cache_dir=cache_dir, threads=threads,
-                calibration=lambda: calibration_inputs(backend, spec.calibration_file))
+        built = runtime_factory(runtime)(request)
     except Exception as exc:  # noqa: BLE001 - any runtime failure becomes one start-up error
-        raise ValueError(f"model {backend.name!r} ({spec.source}) cannot be loaded on backend={runtime}"
-                         f" precision={backend.precision}: {exc}") from exc
+        raise ValueError(f"model {model.name!r} ({spec.source}) cannot be loaded on backend={runtime}"
+                         f" precision={spec.precision}: {exc}") from exc
+    backend = Backend.of(model, runtime=runtime, precision=built.precision, device=built.device, engine=built.engine,
+                         artefact=built.artefact)
     log.info("loaded model %s (%s) from %s on %s/%s as %s, max_length=%d%s",
-             backend.name, kind, spec.source, runtime, backend.device, backend.precision, max_length,
+             backend.name, backend.kind, spec.source, runtime, backend.device, backend.precision, backend.max_length,
              f", artefact {backend.artefact}" if backend.artefact else "")
     return backend
-
-
-def _not_loaded(inputs):  # pragma: no cover - replaced before the Backend leaves load_backend
-    raise RuntimeError("engine not loaded")
 
 
 DEFAULT_CALIBRATION = pathlib.Path(__file__).with_name("calibration.tsv")
@@ -175,12 +152,3 @@ def read_calibration(path: str | pathlib.Path = "") -> list[tuple[str, str]]:
     if not pairs:
         raise ValueError(f"calibration file {file} holds no text")
     return pairs
-
-
-def calibration_inputs(backend: Backend, path: str = "") -> Iterator[dict]:
-    """Padded model inputs, one sequence each, tokenized exactly as requests are."""
-    from rescore_sidecar.sidecar.core.tokenization import tokenize_request
-
-    for query, document in read_calibration(path):
-        for sequence in tokenize_request(backend, query, [document]).sequences:
-            yield backend.pad([sequence])

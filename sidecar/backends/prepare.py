@@ -22,11 +22,13 @@ def main(argv: Sequence[str]) -> int:
 
     from rescore_sidecar.sidecar.backends import load_backend
     from rescore_sidecar.sidecar.config import ModelSpec, SidecarConfig
+    from rescore_sidecar.sidecar.core.calibration import calibration_inputs
 
     try:
         specs = [ModelSpec.parse(spec) for spec in args.specs] or SidecarConfig().model_specs()
         for spec in specs:
-            backend = load_backend(spec, device=args.device, dtype=args.dtype, cache_dir=args.model_cache_dir)
+            backend = load_backend(spec, device=args.device, dtype=args.dtype, cache_dir=args.model_cache_dir,
+                                   calibrate=calibration_inputs)
             print(f"{backend.name}: {backend.runtime} {backend.precision} {backend.artefact or '(no artefact)'}")
     except ValueError as exc:
         print(f"rescore-sidecar prepare-model: {exc}", file=sys.stderr)

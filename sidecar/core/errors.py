@@ -1,102 +1,65 @@
-"""Internal errors and the one function that maps any exception to a gRPC status.
+"""The errors the core raises, each with its typed reason from the wire contract.
 
-Every status the sidecar sends carries a `google.rpc.ErrorInfo` (domain `rescore.sidecar`) in the
-standard rich-status trailer `grpc-status-details-bin`: clients decide on its `reason`, never on
-the message's wording (which may change). Reasons: see `REASONS`.
+Every status the sidecar sends carries a `google.rpc.ErrorInfo` (domain `DOMAIN`) in the standard
+rich-status trailer: clients decide on its `reason`, never on the message's wording (which may
+change). The reasons, the domain and the trailer key are the `ErrorReason` enum of
+proto/rescore/v1/rescore.proto; transport/errors.py maps them to gRPC and HTTP statuses.
 """
 from __future__ import annotations
 
-import asyncio
-import logging
-from typing import NamedTuple
+from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
 
-import grpc
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+_CONTRACT = pb.ErrorReason.DESCRIPTOR.GetOptions()
+DOMAIN: str = _CONTRACT.Extensions[pb.error_domain]  # "rescore.sidecar"
+DETAILS_KEY: str = _CONTRACT.Extensions[pb.error_details_key]  # "grpc-status-details-bin"
 
-log = logging.getLogger(__name__)
+# Every ErrorInfo.reason the sidecar may send.
+REASONS: tuple[str, ...] = tuple(name for name in pb.ErrorReason.keys() if name != "ERROR_REASON_UNSPECIFIED")
 
-DOMAIN = "rescore.sidecar"
-DETAILS_KEY = "grpc-status-details-bin"
+
+def reason_name(value: int) -> str:
+    """The wire string of an `ErrorReason` value (the value's name)."""
+    return pb.ErrorReason.Name(value)
 
 
 class RescoreError(Exception):
     """An error whose message is safe to show the client."""
 
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
-    reason: str = "INTERNAL"
+    reason: str = reason_name(pb.INTERNAL)
 
 
 class InvalidRequest(RescoreError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
-    reason = "INVALID_REQUEST"
+    reason = reason_name(pb.INVALID_REQUEST)
 
 
 class ModelNotFound(RescoreError):
-    code = grpc.StatusCode.NOT_FOUND
-    reason = "MODEL_NOT_FOUND"
+    reason = reason_name(pb.MODEL_NOT_FOUND)
 
 
 class LimitExceeded(RescoreError):
-    """RESOURCE_EXHAUSTED: raise one of the two subclasses, which say whose fault it is."""
+    """RESOURCE_EXHAUSTED: raise one of the two subclasses, which say whose fault it is (a bare
+    LimitExceeded is treated as the request's)."""
 
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
-    reason = "OVERLOADED"
+    reason = reason_name(pb.REQUEST_TOO_LARGE)
 
 
 class RequestTooLarge(LimitExceeded):
     """The request is over a per-request limit and never fits, whatever the load: the request's fault."""
 
-    reason = "REQUEST_TOO_LARGE"
+    reason = reason_name(pb.REQUEST_TOO_LARGE)
 
 
 class Overloaded(LimitExceeded):
     """The queue is full right now: the sidecar's load, worth another replica or a later retry."""
 
-    reason = "OVERLOADED"
+    reason = reason_name(pb.OVERLOADED)
 
 
 class DeadlineTooShort(RescoreError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
-    reason = "DEADLINE_TOO_SHORT"
+    reason = reason_name(pb.DEADLINE_TOO_SHORT)
 
 
 class NotReady(RescoreError):
     """Loading models or draining: another replica should take the request."""
 
-    code = grpc.StatusCode.UNAVAILABLE
-    reason = "NOT_READY"
-
-
-# Every ErrorInfo.reason the sidecar sends (a test keeps this in step with the classes).
-REASONS = ("INVALID_REQUEST", "MODEL_NOT_FOUND", "REQUEST_TOO_LARGE", "OVERLOADED", "DEADLINE_TOO_SHORT",
-           "DEADLINE_EXCEEDED", "NOT_READY", "OUT_OF_DEVICE_MEMORY", "INTERNAL")
-
-
-class Status(NamedTuple):
-    code: grpc.StatusCode
-    message: str
-    reason: str  # ErrorInfo.reason, one of REASONS
-
-    def trailing_metadata(self) -> tuple[tuple[str, bytes], ...]:
-        """The rich status (google.rpc.Status with one ErrorInfo) as the standard binary trailer."""
-        status = status_pb2.Status(code=self.code.value[0], message=self.message)
-        status.details.add().Pack(error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN))
-        return ((DETAILS_KEY, status.SerializeToString()),)
-
-
-assert code_pb2.RESOURCE_EXHAUSTED == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]  # same numbering
-
-
-def to_status(exc: BaseException) -> Status:
-    """Status code, client-facing message and typed reason for any exception raised while serving."""
-    if isinstance(exc, RescoreError):
-        return Status(exc.code, str(exc), exc.reason)
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return Status(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded before the documents were scored",
-                      "DEADLINE_EXCEEDED")
-    if type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError, without importing torch here
-        log.error("out of device memory while scoring: %s", exc)
-        return Status(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                      "the model ran out of device memory; retry with fewer or shorter documents", "OUT_OF_DEVICE_MEMORY")
-    log.exception("internal error while serving a request", exc_info=exc)
-    return Status(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log", "INTERNAL")
+    reason = reason_name(pb.NOT_READY)

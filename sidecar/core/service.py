@@ -1,7 +1,7 @@
 """The reranking core behind the transport: validation, tokenization, queueing, scoring.
 
-Transport-agnostic: the gRPC layer (rescore_sidecar.sidecar.app) parses bytes, passes the request
-and the time the client has left, and maps any exception with errors.to_status.
+Transport-agnostic: each transport (sidecar/transport/) parses bytes, passes the request and the
+time the client has left, and maps any exception with transport/errors.py.
 """
 from __future__ import annotations
 

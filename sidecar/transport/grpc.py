@@ -2,17 +2,16 @@
 INVALID_ARGUMENT instead of a generic failure), calls the core service, maps every error to a status."""
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 
 import grpc
 from google.protobuf.message import DecodeError
 
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
-from rescore_sidecar.sidecar import metrics
-from rescore_sidecar.sidecar.core.errors import InvalidRequest, NotReady, to_status
+from rescore_sidecar.sidecar.core.accounting import OK, accounted_request, model_label
+from rescore_sidecar.sidecar.core.errors import InvalidRequest, NotReady
 from rescore_sidecar.sidecar.core.service import RerankService
+from rescore_sidecar.sidecar.transport.errors import to_status
 
 log = logging.getLogger("sidecar")
 
@@ -28,50 +27,34 @@ class GrpcTransport:
         self.service = service
 
     async def rerank(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.RerankResponse:
-        started = time.perf_counter()
-        model = "unknown"
-        metrics.IN_FLIGHT.inc()
-        try:
-            if self.service is None:
-                raise NotReady("models are still loading (not SERVING yet); send the request to another replica")
+        with accounted_request() as record:
             try:
-                request = pb.RerankRequest.FromString(raw)
-            except DecodeError as exc:
-                raise InvalidRequest(f"request is not a valid rescore.v1.RerankRequest ({exc}); "
-                                     "string fields must be valid UTF-8") from exc
-            model = request.model or self.service.default_model
-            if model not in self.service.backends:
-                model = "unknown"  # bounded label cardinality
-            log.debug("rerank request_id=%s model=%s documents=%d", request.request_id, model, len(request.documents))
-            if self.service.config.log_documents:  # opt-in only: texts may be personal data
-                log.info("rerank request_id=%s query=%r documents=%r", request.request_id, request.query,
-                         [doc.text for doc in request.documents])
-            response = await self.service.rerank(request, context.time_remaining())
-            self._count(model, grpc.StatusCode.OK, started)
-            return response
-        except asyncio.CancelledError:
-            self._count(model, grpc.StatusCode.CANCELLED, started)
-            raise
-        except Exception as exc:  # noqa: BLE001 - every error becomes a status
-            status = to_status(exc)
-            self._count(model, status.code, started)
-            await context.abort(status.code, status.message, status.trailing_metadata())
-        finally:
-            metrics.IN_FLIGHT.dec()
+                if self.service is None:
+                    raise NotReady("models are still loading (not SERVING yet); send the request to another replica")
+                try:
+                    request = pb.RerankRequest.FromString(raw)
+                except DecodeError as exc:
+                    raise InvalidRequest(f"request is not a valid rescore.v1.RerankRequest ({exc}); "
+                                         "string fields must be valid UTF-8") from exc
+                record.model = model_label(self.service, request.model)
+                log.debug("rerank request_id=%s model=%s documents=%d", request.request_id, record.model,
+                          len(request.documents))
+                if self.service.config.log_documents:  # opt-in only: texts may be personal data
+                    log.info("rerank request_id=%s query=%r documents=%r", request.request_id, request.query,
+                             [doc.text for doc in request.documents])
+                response = await self.service.rerank(request, context.time_remaining())
+                record.finish(OK)
+                return response
+            except Exception as exc:  # noqa: BLE001 - every error becomes a status
+                status = to_status(exc)
+                record.finish(status.code.name)
+                await context.abort(status.code, status.message, status.trailing_metadata())
 
     async def list_models(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.ListModelsResponse:
         if self.service is None:
             status = to_status(NotReady("models are still loading (not SERVING yet)"))
             await context.abort(status.code, status.message, status.trailing_metadata())
         return self.service.list_models()
-
-    @staticmethod
-    def _count(model: str, code: grpc.StatusCode, started: float) -> None:
-        code_name = code.name
-        metrics.REQUESTS.labels(model, code_name).inc()
-        metrics.REQUEST_LATENCY.labels(model, code_name).observe(time.perf_counter() - started)
-        if code != grpc.StatusCode.OK:
-            metrics.ERRORS.labels(code_name).inc()
 
     def handler(self) -> grpc.GenericRpcHandler:
         # No request deserializer: rerank() parses, so decode errors get a clear status.

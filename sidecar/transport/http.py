@@ -9,34 +9,30 @@
 
 Only translation lives here: every request becomes a rescore.v1.RerankRequest for
 RerankService.rerank (same validation, queue, batching, limits and metrics as gRPC), and every
-error becomes a status through http_errors.to_http. See docs/http-api.md.
+error becomes a status through transport/errors.py `to_http`. See docs/http-api.md.
 """
 from __future__ import annotations
 
-import asyncio
-import hmac
 import json
 import logging
 import math
-import ssl
-import time
 import uuid
 from typing import Any, Callable
 
 from aiohttp import web
 
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
-from rescore_sidecar.sidecar import metrics
 from rescore_sidecar.sidecar.config import SidecarConfig
-from rescore_sidecar.sidecar.core.errors import NotReady
-from rescore_sidecar.sidecar.core.errors import RequestTooLarge
-from rescore_sidecar.sidecar.transport.http_errors import FieldError, HttpError, to_http
+from rescore_sidecar.sidecar.core.accounting import OK, accounted_request, model_label
+from rescore_sidecar.sidecar.core.errors import NotReady, RequestTooLarge
 from rescore_sidecar.sidecar.core.service import RerankService
+from rescore_sidecar.sidecar.transport.errors import to_http
+from rescore_sidecar.sidecar.transport.http_errors import FieldError, HttpError
+from rescore_sidecar.sidecar.transport.security import http_ssl_context, request_is_authorized
 
 log = logging.getLogger("sidecar.http")
 
 TIMEOUT_HEADER = "X-Request-Timeout-Ms"
-OPEN_PATHS = frozenset({"/health", "/ready", "/live"})  # probes send no token, as with gRPC health
 
 
 def _json_error(error: HttpError) -> web.Response:
@@ -154,11 +150,9 @@ class HttpTransport:
 
     @web.middleware
     async def _errors_middleware(self, request: web.Request, handler) -> web.StreamResponse:
-        if request.path not in OPEN_PATHS and self._token:
-            sent = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(sent, f"Bearer {self._token}".encode()):
-                return _json_error(HttpError(401, "unauthorized", "missing or invalid bearer token "
-                                             "(header 'Authorization: Bearer <token>')", grpc_code="UNAUTHENTICATED"))
+        if not request_is_authorized(request.path, request.headers.get("Authorization", ""), self._token):
+            return _json_error(HttpError(401, "unauthorized", "missing or invalid bearer token "
+                                         "(header 'Authorization: Bearer <token>')", grpc_code="UNAUTHENTICATED"))
         try:
             return await handler(request)
         except web.HTTPException as exc:  # routing: unknown path 404, wrong method 405, body over the cap 413
@@ -180,40 +174,26 @@ class HttpTransport:
 
     async def _score(self, request: web.Request, build: Callable[[dict[str, Any]], pb.RerankRequest],
                      answer: Callable[[dict[str, Any], pb.RerankRequest, pb.RerankResponse], Any]) -> web.Response:
-        started = time.perf_counter()
-        model = "unknown"
-        metrics.IN_FLIGHT.inc()
-        try:
-            if self.service is None:
-                raise NotReady("models are still loading (not ready yet); send the request to another replica")
-            body = await self._read(request)
-            rerank_request, timeout = build(body), _timeout(request, body)
-            if rerank_request.model in self.service.backends or not rerank_request.model:
-                model = rerank_request.model or self.service.default_model  # bounded label cardinality
-            log.debug("http rerank path=%s model=%s documents=%d", request.path, model, len(rerank_request.documents))
-            if self.config.log_documents:  # opt-in only: texts may be personal data
-                log.info("http rerank query=%r documents=%r", rerank_request.query,
-                         [doc.text for doc in rerank_request.documents])
-            response = await self.service.rerank(rerank_request, timeout)
-            payload = answer(body, rerank_request, response)
-            self._count(model, "OK", started)
-            return web.json_response(payload, dumps=_dumps)
-        except asyncio.CancelledError:  # the client went away
-            self._count(model, "CANCELLED", started)
-            raise
-        except Exception as exc:  # noqa: BLE001 - every error becomes a status
-            error = to_http(exc)
-            self._count(model, error.grpc_code, started)
-            return _json_error(error)
-        finally:
-            metrics.IN_FLIGHT.dec()
-
-    @staticmethod
-    def _count(model: str, code: str, started: float) -> None:
-        metrics.REQUESTS.labels(model, code).inc()
-        metrics.REQUEST_LATENCY.labels(model, code).observe(time.perf_counter() - started)
-        if code != "OK":
-            metrics.ERRORS.labels(code).inc()
+        with accounted_request() as record:
+            try:
+                if self.service is None:
+                    raise NotReady("models are still loading (not ready yet); send the request to another replica")
+                body = await self._read(request)
+                rerank_request, timeout = build(body), _timeout(request, body)
+                record.model = model_label(self.service, rerank_request.model)
+                log.debug("http rerank path=%s model=%s documents=%d", request.path, record.model,
+                          len(rerank_request.documents))
+                if self.config.log_documents:  # opt-in only: texts may be personal data
+                    log.info("http rerank query=%r documents=%r", rerank_request.query,
+                             [doc.text for doc in rerank_request.documents])
+                response = await self.service.rerank(rerank_request, timeout)
+                payload = answer(body, rerank_request, response)
+                record.finish(OK)
+                return web.json_response(payload, dumps=_dumps)
+            except Exception as exc:  # noqa: BLE001 - every error becomes a status
+                error = to_http(exc)
+                record.finish(error.grpc_code)
+                return _json_error(error)
 
     async def rerank_cohere(self, request: web.Request) -> web.Response:
         return await self._score(request, _cohere_request, _cohere_answer)
@@ -299,26 +279,11 @@ def _tei_answer(body: dict[str, Any], request: pb.RerankRequest, response: pb.Re
     return results
 
 
-def ssl_context(config: SidecarConfig) -> ssl.SSLContext | None:
-    """The same TLS / mutual TLS as the gRPC port, from the same PEM files."""
-    if not config.tls_cert_file:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
-        if config.tls_client_ca_file:
-            context.load_verify_locations(config.tls_client_ca_file)
-            context.verify_mode = ssl.CERT_REQUIRED
-    except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"cannot load TLS files for the HTTP port: {exc}") from exc
-    return context
-
-
 async def start_http(transport: HttpTransport, host: str, port: int) -> tuple[web.AppRunner, int]:
     """Opens the HTTP port; returns the runner (cleanup() closes it) and the bound port."""
     runner = web.AppRunner(transport.app(), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context(transport.config), reuse_port=False)
+    site = web.TCPSite(runner, host, port, ssl_context=http_ssl_context(transport.config), reuse_port=False)
     await site.start()
     bound = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else port
     return runner, bound

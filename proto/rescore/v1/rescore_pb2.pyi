@@ -1,3 +1,4 @@
+from google.protobuf import descriptor_pb2 as _descriptor_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -18,12 +19,39 @@ class ModelKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_KIND_UNSPECIFIED: _ClassVar[ModelKind]
     MODEL_KIND_CROSS_ENCODER: _ClassVar[ModelKind]
     MODEL_KIND_BI_ENCODER: _ClassVar[ModelKind]
+
+class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_REASON_UNSPECIFIED: _ClassVar[ErrorReason]
+    INVALID_REQUEST: _ClassVar[ErrorReason]
+    MODEL_NOT_FOUND: _ClassVar[ErrorReason]
+    REQUEST_TOO_LARGE: _ClassVar[ErrorReason]
+    OVERLOADED: _ClassVar[ErrorReason]
+    DEADLINE_TOO_SHORT: _ClassVar[ErrorReason]
+    DEADLINE_EXCEEDED: _ClassVar[ErrorReason]
+    NOT_READY: _ClassVar[ErrorReason]
+    OUT_OF_DEVICE_MEMORY: _ClassVar[ErrorReason]
+    INTERNAL: _ClassVar[ErrorReason]
 SCORE_MODE_UNSPECIFIED: ScoreMode
 SCORE_MODE_NORMALIZED: ScoreMode
 SCORE_MODE_RAW: ScoreMode
 MODEL_KIND_UNSPECIFIED: ModelKind
 MODEL_KIND_CROSS_ENCODER: ModelKind
 MODEL_KIND_BI_ENCODER: ModelKind
+ERROR_REASON_UNSPECIFIED: ErrorReason
+INVALID_REQUEST: ErrorReason
+MODEL_NOT_FOUND: ErrorReason
+REQUEST_TOO_LARGE: ErrorReason
+OVERLOADED: ErrorReason
+DEADLINE_TOO_SHORT: ErrorReason
+DEADLINE_EXCEEDED: ErrorReason
+NOT_READY: ErrorReason
+OUT_OF_DEVICE_MEMORY: ErrorReason
+INTERNAL: ErrorReason
+ERROR_DOMAIN_FIELD_NUMBER: _ClassVar[int]
+error_domain: _descriptor.FieldDescriptor
+ERROR_DETAILS_KEY_FIELD_NUMBER: _ClassVar[int]
+error_details_key: _descriptor.FieldDescriptor
 
 class Document(_message.Message):
     __slots__ = ("id", "text")

@@ -1,13 +1,18 @@
 """Backend/precision resolution, the artefact cache, and failures at load time (never at request time)."""
+import functools
 import os
 
 import pytest
 
-from rescore_sidecar.sidecar.backends import load_backend
-from rescore_sidecar.sidecar.backends.loader import read_calibration, resolve_precision, resolve_runtime
+from rescore_sidecar.sidecar.backends import load_backend as load_backend_uncalibrated
+from rescore_sidecar.sidecar.backends.loader import read_calibration, resolve_runtime
+from rescore_sidecar.sidecar.backends.registry import resolve_precision
 from rescore_sidecar.sidecar.backends.openvino import artefact_dir
 from rescore_sidecar.sidecar.config import ModelSpec
+from rescore_sidecar.sidecar.core.calibration import calibration_inputs
 from rescore_sidecar.tools.seeded_models import build_model
+
+load_backend = functools.partial(load_backend_uncalibrated, calibrate=calibration_inputs)  # as serve loads
 
 
 def test_auto_is_openvino_fp32_on_cpu_and_the_global_dtype_sets_the_precision():
@@ -15,9 +20,9 @@ def test_auto_is_openvino_fp32_on_cpu_and_the_global_dtype_sets_the_precision():
     assert resolve_runtime(spec, "cpu") == "openvino"
     assert resolve_runtime(spec, "cuda:0") == "torch"
     assert resolve_runtime(ModelSpec(source="/m", backend="torch"), "cpu") == "torch"
-    assert resolve_precision(spec, "openvino", "cpu", "auto") == "fp32"
-    assert resolve_precision(spec, "openvino", "cpu", "bfloat16") == "bf16"
-    assert resolve_precision(ModelSpec(source="/m", precision="int8"), "openvino", "cpu", "float32") == "int8"
+    assert resolve_precision(spec, "cpu", "auto") == "fp32"
+    assert resolve_precision(spec, "cpu", "bfloat16") == "bf16"
+    assert resolve_precision(ModelSpec(source="/m", precision="int8"), "cpu", "float32") == "int8"
 
 
 @pytest.mark.parametrize("backend,precision,words", [
@@ -104,3 +109,14 @@ def test_a_calibration_file_gives_its_own_artefact_and_bad_files_fail(tmp_path):
     assert named != artefact_dir(backend, ModelSpec(source="x/y"), str(tmp_path))
     with pytest.raises(ValueError, match="calibration"):
         read_calibration(tmp_path / "missing.tsv")
+
+
+def test_int8_without_calibration_inputs_fails_at_load(tmp_path):
+    model = build_model(tmp_path / "ce", kind="cross-encoder", arch="tiny", seed=0)
+    with pytest.raises(ValueError, match=r"backend=openvino.*calibration"):
+        load_backend_uncalibrated(ModelSpec(source=str(model), backend="openvino", precision="int8"), device="cpu")
+
+
+def test_an_unknown_backend_fails_at_load_naming_the_runtimes(tiny_cross_encoder):
+    with pytest.raises(ValueError, match=r"backend=onnx.*unknown backend 'onnx'.*torch, openvino"):
+        load_backend(ModelSpec(source=str(tiny_cross_encoder), name="ce", backend="onnx"), device="cpu")

@@ -13,6 +13,7 @@ from scipy.stats import spearmanr
 
 from rescore_sidecar.sidecar.backends import BI_ENCODER, CROSS_ENCODER, load_backend
 from rescore_sidecar.sidecar.config import ModelSpec
+from rescore_sidecar.sidecar.core.calibration import calibration_inputs
 from rescore_sidecar.sidecar.core.tokenization import tokenize_request
 from rescore_sidecar.tools.seeded_models import minilm_dir
 
@@ -28,6 +29,7 @@ def _docs(count=40, seed=1):
 
 def _load(source, backend, precision, cache):
     return load_backend(ModelSpec(source=str(source), backend=backend, precision=precision), device="cpu",
+                        calibrate=calibration_inputs,
                         cache_dir=str(cache))
 
 

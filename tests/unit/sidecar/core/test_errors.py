@@ -1,107 +1,18 @@
-"""errors.to_status: code, message and typed reason per error, and the reason over a real gRPC
-wire (an in-process server with the real GrpcTransport) as the connectors read it."""
+"""The core's errors carry the proto's reasons; the limit errors say whose fault they are."""
 from __future__ import annotations
 
-import asyncio
-import types
-
-import grpc
-import pytest
-
-from rescore_sidecar.connectors import RequestRejected, SidecarClient, SidecarClientConfig, SidecarOverloaded
-from rescore_sidecar.connectors._sidecar.errors import error_info, from_rpc_error
+from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
 from rescore_sidecar.sidecar.core import errors
-from rescore_sidecar.sidecar.transport.grpc import GrpcTransport
-
-CASES = [
-    (errors.InvalidRequest("query is empty"), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST"),
-    (errors.ModelNotFound("model 'x' is not served here"), grpc.StatusCode.NOT_FOUND, "MODEL_NOT_FOUND"),
-    (errors.RequestTooLarge("5 documents in one request; the limit is 4"), grpc.StatusCode.RESOURCE_EXHAUSTED,
-     "REQUEST_TOO_LARGE"),
-    (errors.Overloaded("model 'm' has 9 sequences queued; retry later"), grpc.StatusCode.RESOURCE_EXHAUSTED,
-     "OVERLOADED"),
-    (errors.DeadlineTooShort("1 ms left"), grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_TOO_SHORT"),
-    (errors.NotReady("draining"), grpc.StatusCode.UNAVAILABLE, "NOT_READY"),
-    (asyncio.TimeoutError(), grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED"),
-    (type("OutOfMemoryError", (RuntimeError,), {})("CUDA"), grpc.StatusCode.RESOURCE_EXHAUSTED, "OUT_OF_DEVICE_MEMORY"),
-    (KeyError("bug"), grpc.StatusCode.INTERNAL, "INTERNAL"),
-]
 
 
-@pytest.mark.parametrize("exc,code,reason", CASES, ids=lambda v: getattr(v, "name", None) or str(v)[:20])
-def test_to_status(exc, code, reason):
-    status = errors.to_status(exc)
-    assert (status.code, status.reason) == (code, reason)
-    assert reason in errors.REASONS
-    if isinstance(exc, errors.RescoreError):
-        assert status.message == str(exc)  # the message is kept as raised
+def test_every_error_class_has_a_reason_from_the_proto():
+    classes = [errors.RescoreError, errors.InvalidRequest, errors.ModelNotFound, errors.LimitExceeded,
+               errors.RequestTooLarge, errors.Overloaded, errors.DeadlineTooShort, errors.NotReady]
+    for cls in classes:
+        assert cls.reason in errors.REASONS
+        assert pb.ErrorReason.Value(cls.reason) != pb.ERROR_REASON_UNSPECIFIED
+    assert "ERROR_REASON_UNSPECIFIED" not in errors.REASONS
 
 
-def test_every_reason_is_produced():
-    assert {errors.to_status(exc).reason for exc, _, _ in CASES} == set(errors.REASONS)
-
-
-def test_both_limits_are_limit_exceeded_but_differ():
-    assert issubclass(errors.RequestTooLarge, errors.LimitExceeded)
-    assert issubclass(errors.Overloaded, errors.LimitExceeded)
-    assert not issubclass(errors.RequestTooLarge, errors.Overloaded)
-
-
-class _Service:
-    """Just enough of RerankService for GrpcTransport: every call raises `exc`."""
-
-    def __init__(self, exc: Exception):
-        self.exc = exc
-        self.backends = {"m": None}
-        self.default_model = "m"
-        self.config = types.SimpleNamespace(log_documents=False)
-
-    async def rerank(self, request, time_remaining):
-        raise self.exc
-
-
-async def _serve(service):
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers((GrpcTransport(service).handler(),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    return server, f"127.0.0.1:{port}"
-
-
-@pytest.mark.parametrize("exc,expected,reason", [
-    (errors.RequestTooLarge("10000 documents in one request; the limit is 1000"), RequestRejected, "too_large"),
-    (errors.Overloaded("queue full, retry later"), SidecarOverloaded, "overloaded"),
-    # Reworded messages change nothing: the reason travels apart from the text.
-    (errors.RequestTooLarge("too big"), RequestRejected, "too_large"),
-    (errors.Overloaded("the limit is 5"), SidecarOverloaded, "overloaded"),
-])
-async def test_reason_over_the_wire(exc, expected, reason):
-    server, address = await _serve(_Service(exc))
-    try:
-        channel = grpc.aio.insecure_channel(address)
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await channel.unary_unary("/rescore.v1.Reranker/Rerank")(b"\n\x01q\x12\x03\x12\x01x", timeout=5)
-        await channel.close()
-        assert error_info(info.value).reason == errors.to_status(exc).reason
-        failure = from_rpc_error(info.value, address)
-        assert type(failure) is expected and failure.reason == reason
-        # And the sync client, end to end (its own thread: this test's loop runs the server).
-        client = SidecarClient(SidecarClientConfig(targets=(address,), retry=False, budget_ms=5000))
-        got = await asyncio.to_thread(lambda: pytest.raises(expected, client.rerank, "q", ["x"]))
-        client.close()
-        assert got.value.reason == reason
-    finally:
-        await server.stop(None)
-
-
-async def test_loading_sidecar_says_not_ready():
-    server, address = await _serve(None)
-    try:
-        channel = grpc.aio.insecure_channel(address)
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await channel.unary_unary("/rescore.v1.Reranker/Rerank")(b"", timeout=5)
-        await channel.close()
-        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert error_info(info.value).reason == "NOT_READY"
-    finally:
-        await server.stop(None)
+def test_the_two_limits_differ():
+    assert (errors.RequestTooLarge.reason, errors.Overloaded.reason) == ("REQUEST_TOO_LARGE", "OVERLOADED")

@@ -7,7 +7,8 @@ import pytest
 
 from rescore_sidecar.sidecar.core import errors
 from rescore_sidecar.sidecar.core.errors import RequestTooLarge
-from rescore_sidecar.sidecar.transport.http_errors import FieldError, to_http
+from rescore_sidecar.sidecar.transport.errors import to_http, to_status
+from rescore_sidecar.sidecar.transport.http_errors import FieldError
 
 
 @pytest.mark.parametrize("exc, status, kind", [
@@ -47,8 +48,7 @@ def test_queue_full_is_429():
 
 
 def test_out_of_device_memory_is_not_blamed_on_the_request():
-    OutOfMemoryError = type("OutOfMemoryError", (RuntimeError,), {})
-    error = to_http(OutOfMemoryError("CUDA out of memory"))
+    error = to_http(MemoryError())
     assert error.status == 503 and error.retry_after == 1
 
 
@@ -58,7 +58,7 @@ def test_internal_error_message_hides_details(caplog):
 
 
 def test_grpc_and_http_agree_on_the_error_class():
-    """The gRPC code name used as the metrics label is the one errors.to_status gives."""
+    """The gRPC code name used as the metrics label is the one to_status gives."""
     for exc in (errors.InvalidRequest("x"), errors.ModelNotFound("x"), errors.NotReady("x"),
                 errors.DeadlineTooShort("x"), asyncio.TimeoutError()):
-        assert to_http(exc).grpc_code == errors.to_status(exc)[0].name
+        assert to_http(exc).grpc_code == to_status(exc)[0].name

@@ -1,12 +1,15 @@
 """Token check and TLS credentials, on an in-process gRPC server (loopback, no subprocess)."""
 from __future__ import annotations
 
+import ssl
+
 import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from rescore_sidecar.sidecar.config import SidecarConfig
-from rescore_sidecar.sidecar.transport.security import BearerTokenInterceptor, server_credentials
+from rescore_sidecar.sidecar.transport.security import (BearerTokenInterceptor, http_ssl_context, request_is_authorized,
+                                                           server_credentials)
 from rescore_sidecar.sidecar.transport.grpc import SERVICE_NAME, GrpcTransport
 
 RERANK = f"/{SERVICE_NAME}/Rerank"
@@ -84,3 +87,29 @@ async def test_tls_credentials_serve_a_client_that_trusts_the_ca(tmp_path):
             assert error.code() == grpc.StatusCode.UNAVAILABLE and "loading" not in error.details()
     finally:
         await server.stop(None)
+
+
+def test_http_token_check_leaves_probes_open():
+    assert request_is_authorized("/v1/rerank", "", "")  # no token configured
+    assert request_is_authorized("/ready", "", "s3cret")
+    assert request_is_authorized("/v1/rerank", "Bearer s3cret", "s3cret")
+    assert not request_is_authorized("/v1/rerank", "", "s3cret")
+    assert not request_is_authorized("/v1/rerank", "Bearer s3cret2", "s3cret")
+    assert not request_is_authorized("/v1/rerank", "s3cret", "s3cret")
+
+
+def test_http_tls_context(tmp_path):
+    assert http_ssl_context(SidecarConfig()) is None
+    missing = str(tmp_path / "nope.pem")
+    with pytest.raises(ValueError, match="cannot load TLS files for the HTTP port"):
+        http_ssl_context(SidecarConfig(tls_cert_file=missing, tls_key_file=missing))
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    ca.cert_pem.write_to_path(str(ca_file))
+    context = http_ssl_context(SidecarConfig(tls_cert_file=str(cert_file), tls_key_file=str(key_file),
+                                             tls_client_ca_file=str(ca_file)))
+    assert context.verify_mode == ssl.CERT_REQUIRED  # mutual TLS, as on the gRPC port
