@@ -122,3 +122,18 @@ def test_int8_without_calibration_inputs_fails_at_load(tmp_path):
 def test_an_unknown_backend_fails_at_load_naming_the_runtimes(tiny_cross_encoder):
     with pytest.raises(ValueError, match=r"backend=onnx.*unknown backend 'onnx'.*torch, openvino"):
         load_backend(ModelSpec(source=str(tiny_cross_encoder), name="ce", backend="onnx"), device="cpu")
+
+
+def test_an_artefact_with_truncated_weights_is_rebuilt_with_a_warning(tmp_path, caplog):
+    model = build_model(tmp_path / "ce", kind="cross-encoder", arch="tiny", seed=0)
+    spec = ModelSpec(source=str(model), backend="openvino", precision="fp32")
+    xml = load_backend(spec, device="cpu").artefact
+    weights = os.path.join(os.path.dirname(xml), "model.bin")
+    os.truncate(weights, os.path.getsize(weights) // 2)  # a copy cut short, a full disk
+    with caplog.at_level("WARNING"):
+        rebuilt = load_backend(spec, device="cpu")
+    assert rebuilt.artefact == xml and "rebuilding the corrupt artefact" in caplog.text
+    assert not [p for p in (model / "openvino").iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")]
+    from rescore_sidecar.sidecar.core.tokenization import tokenize_request
+
+    assert rebuilt.forward(tokenize_request(rebuilt, "wing", ["flutter"]).sequences).shape[0] == 1  # it loads
