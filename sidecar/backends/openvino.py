@@ -3,7 +3,8 @@
 Precisions: fp32 (inference precision forced to f32, scores match torch fp32), bf16 (the CPU
 plugin's bf16 kernels, AMX/AVX512-BF16), int8 (static quantization with NNCF, calibrated on
 text; the rest of the graph runs in the plugin's default precision). Artefacts are built once,
-by `rescore-sidecar prepare-model` at image build time or by the first start, and reused.
+by `rescore-sidecar prepare-model` at image build time or by the first start, and reused; replicas
+sharing a folder build each once between them (artefacts.obtain).
 """
 from __future__ import annotations
 
