@@ -185,7 +185,13 @@ def obtain(recipe: Recipe, target: pathlib.Path, build: Callable[[pathlib.Path],
         try:
             build(staging)
             _write_meta(staging, recipe, info or {})
-            os.replace(staging, target)  # target is absent: an atomic publish
+            try:
+                os.replace(staging, target)  # target is absent: an atomic publish
+            except OSError:
+                # Published meanwhile by a builder that could not see the lock (a file system
+                # whose flock is not shared between hosts): theirs is as good, keep it.
+                if check(target, recipe):
+                    raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         _clear_leftovers(parent, recipe.name)

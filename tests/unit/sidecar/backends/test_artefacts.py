@@ -199,3 +199,19 @@ def test_waiting_longer_than_the_timeout_is_a_clear_error(tmp_path):
 def test_a_folder_under_another_name_is_refused(tmp_path):
     with pytest.raises(ValueError, match="must be published under that name"):
         obtain(RECIPE, tmp_path / "cross-encoder-fp32", _build)
+
+
+def test_published_meanwhile_by_a_builder_that_missed_the_lock_is_kept(tmp_path):
+    """On a file system whose flock is not shared between hosts two builders may run: the
+    later one keeps the published artefact instead of failing or replacing it."""
+    target = tmp_path / "shared" / RECIPE.name
+
+    def racing_build(staging):
+        other = obtain(RECIPE, tmp_path / "other-host" / RECIPE.name, _build)
+        os.replace(other, target)  # the other host publishes first
+        _build(staging)
+
+    assert obtain(RECIPE, target, racing_build) == target
+    inode = (target / "model.bin").stat().st_ino
+    assert check(target, RECIPE) == "" and _leftovers(target.parent) == []
+    assert obtain(RECIPE, target, _build) == target and (target / "model.bin").stat().st_ino == inode
