@@ -83,7 +83,10 @@ def test_threads_racing_build_once_and_the_others_wait_with_a_log_line(tmp_path,
 
 def _racer(target: str, builds: str, go, results) -> None:
     go.wait(10)
-    folder = obtain(RECIPE, pathlib.Path(target), lambda staging: _build(staging, delay=0.5, log_to=pathlib.Path(builds)))
+    def build(staging):
+        _build(staging, delay=0.5, log_to=pathlib.Path(builds))
+
+    folder = obtain(RECIPE, pathlib.Path(target), build)
     results.put((str(folder), check(folder, RECIPE)))
 
 
