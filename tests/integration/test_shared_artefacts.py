@@ -5,6 +5,9 @@ published, and replicas died at start)."""
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import subprocess
+import time
 
 import grpc
 import pytest
@@ -12,7 +15,7 @@ import pytest
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2_grpc
 from rescore_sidecar.tools.seeded_models import build_model
-from rescore_sidecar.tools.sidecar_process import SidecarProcess
+from rescore_sidecar.tools.sidecar_process import SidecarProcess, sidecar_process
 
 pytestmark = pytest.mark.integration
 
@@ -51,3 +54,27 @@ def test_replicas_started_at_once_build_each_artefact_once_and_all_serve(tmp_pat
     finally:
         for proc in replicas:
             proc.close()
+
+
+def test_a_replica_killed_mid_build_leaves_nothing_the_next_start_trips_over(tmp_path):
+    model = build_model(tmp_path / "m", kind="cross-encoder", arch="tiny", seed=0)
+    served = {"m": f"{model},backend=openvino,precision=int8"}  # int8: export + calibration, the longest build
+    template = SidecarProcess(served)
+    command = template.command()  # its free ports; started here, without waiting for SERVING
+    template.close()
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 240
+        while not list(model.glob("openvino/.staging-*")):  # it is building
+            assert time.monotonic() < deadline and first.poll() is None, "the build never started"
+            time.sleep(0.01)
+    finally:
+        first.kill()  # OOM-killed or evicted mid-build
+        first.wait(10)
+    assert not [p for p in (model / "openvino").iterdir() if not p.name.startswith(".")]  # nothing published
+    with sidecar_process(served, timeout=300) as second:
+        assert "waiting for another replica" not in second.log_tail(400)  # the dead one's lock went with it
+        assert "building the OpenVINO int8 artefact" in second.log_tail(400)
+        assert len(_scores(second, "m")) == len(DOCUMENTS)
+    assert [p.name for p in (model / "openvino").iterdir() if p.name.startswith(".staging-")] == []
