@@ -3,44 +3,33 @@
 Precisions: fp32 (inference precision forced to f32, scores match torch fp32), bf16 (the CPU
 plugin's bf16 kernels, AMX/AVX512-BF16), int8 (static quantization with NNCF, calibrated on
 text; the rest of the graph runs in the plugin's default precision). Artefacts are built once,
-by `rescore-sidecar prepare-model` at image build time or by the first start, and reused.
+by `rescore-sidecar prepare-model` at image build time or by the first start, and reused; replicas
+sharing a folder build each once between them (artefacts.obtain).
 """
 from __future__ import annotations
 
 import hashlib
-import json
+import importlib.metadata
 import logging
 import os
 import pathlib
-import shutil
-import tempfile
 import threading
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from rescore_sidecar.sidecar.backends import artefacts
 from rescore_sidecar.sidecar.backends.base import Backend, Engine
 from rescore_sidecar.sidecar.config import ModelSpec
 
 log = logging.getLogger(__name__)
 
 _HINTS = {"fp32": "f32", "bf16": "bf16"}  # int8: the plugin's default for the non-quantized ops
+_EXPORT_FORMAT = 2  # bump when _export changes what it writes: older artefacts are then not reused
 
 
 def default_cache_root() -> pathlib.Path:
     return pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache")) / "rescore-sidecar" / "models"
-
-
-def _fingerprint(source: str, revision: str | None) -> str:
-    """Changes when a local checkpoint's files change (or a hub source/revision differs)."""
-    path = pathlib.Path(source)
-    parts = [os.path.abspath(source) if path.exists() else source, revision or ""]
-    if path.is_dir():
-        for file in sorted(path.iterdir()):
-            if file.is_file() and file.suffix in (".json", ".safetensors", ".bin", ".txt", ".model"):
-                stat = file.stat()
-                parts.append(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}")
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def _variant(backend: Backend, spec: ModelSpec) -> str:
@@ -52,30 +41,48 @@ def _variant(backend: Backend, spec: ModelSpec) -> str:
     return variant
 
 
-def _cached_dir(spec: ModelSpec, variant: str, cache_dir: str) -> pathlib.Path:
+def recipe(backend: Backend, spec: ModelSpec) -> artefacts.Recipe:
+    """What the artefact is made of: the checkpoint's files, the variant (kind, fp32 IR or int8
+    with its calibration text) and the versions that shape the graph."""
+    options = {"export": _EXPORT_FORMAT, "uses_type_ids": bool(getattr(backend, "uses_type_ids", False)),
+               "openvino": _version("openvino")}
+    if backend.precision == "int8":
+        options["nncf"] = _version("nncf")
+    return artefacts.Recipe(_variant(backend, spec), artefacts.files_fingerprint(spec.source, spec.revision),
+                            options, files=("model.xml", "model.bin"))
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
+
+def _cache_parent(spec: ModelSpec, cache_dir: str) -> pathlib.Path:
     source = pathlib.Path(spec.source)
     key = hashlib.sha256(f"{os.path.abspath(spec.source) if source.exists() else spec.source}\n"
                          f"{spec.revision or ''}".encode()).hexdigest()[:16]
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in spec.source.strip("/"))[-60:]
-    return pathlib.Path(cache_dir or default_cache_root()) / f"{slug}-{key}" / variant
+    return pathlib.Path(cache_dir or default_cache_root()) / f"{slug}-{key}"
 
 
 def artefact_dir(backend: Backend, spec: ModelSpec, cache_dir: str = "") -> pathlib.Path:
-    """Where a new artefact is built: `<model dir>/openvino/<variant>` when the model is a
-    writable local directory, else `<cache dir>/<source>-<hash>/<variant>` (cache dir: setting
-    model_cache_dir, default ~/.cache/rescore-sidecar/models)."""
-    variant, source = _variant(backend, spec), pathlib.Path(spec.source)
+    """Where a new artefact is built: `<model dir>/openvino/<variant>-<fingerprint>` when the model
+    is a writable local directory, else `<cache dir>/<source>-<hash>/<variant>-<fingerprint>`
+    (cache dir: setting model_cache_dir, default ~/.cache/rescore-sidecar/models)."""
+    name, source = recipe(backend, spec).name, pathlib.Path(spec.source)
     if not cache_dir and source.is_dir() and os.access(source, os.W_OK):
-        return source / "openvino" / variant
-    return _cached_dir(spec, variant, cache_dir)
+        return source / "openvino" / name
+    return _cache_parent(spec, cache_dir) / name
 
 
 def artefact_candidates(backend: Backend, spec: ModelSpec, cache_dir: str = "") -> list[pathlib.Path]:
     """Where an existing artefact is looked for, in order: beside a local model even when that
     folder is read-only (baked into an image or on a PVC by prepare-model, then served by a
     non-root user), then where artefact_dir would build it."""
-    variant, source = _variant(backend, spec), pathlib.Path(spec.source)
-    beside = [source / "openvino" / variant] if source.is_dir() else []
+    name, source = recipe(backend, spec).name, pathlib.Path(spec.source)
+    beside = [source / "openvino" / name] if source.is_dir() else []
     return list(dict.fromkeys([*beside, artefact_dir(backend, spec, cache_dir)]))
 
 
@@ -108,46 +115,29 @@ def _quantize(model, calibration: Iterable[Mapping[str, np.ndarray]]):
 
 def prepare(backend: Backend, spec: ModelSpec, hub_kwargs: Mapping[str, Any], *, cache_dir: str = "",
             calibration: Callable[[], Iterable[Mapping[str, np.ndarray]]] | None = None) -> pathlib.Path:
-    """Builds (or finds) the IR for the backend's kind and precision; returns model.xml."""
+    """Finds the IR for the backend's kind and precision, or builds it (one replica builds, the
+    others wait for it: see artefacts.obtain); returns model.xml."""
     import openvino as ov
 
-    fingerprint = _fingerprint(spec.source, spec.revision)
-    for found in artefact_candidates(backend, spec, cache_dir):
-        try:
-            if (json.loads((found / "meta.json").read_text()).get("fingerprint") == fingerprint
-                    and (found / "model.xml").is_file()):
-                log.info("using the OpenVINO %s artefact of %s in %s", backend.precision, spec.source, found)
-                return found / "model.xml"
-        except (OSError, ValueError):
-            pass
-    target = artefact_dir(backend, spec, cache_dir)
-    log.info("building the OpenVINO %s artefact of %s in %s (once)", backend.precision, spec.source, target)
-    model = _export(backend, spec, hub_kwargs)
-    if backend.precision == "int8":
-        if calibration is None:
-            raise ValueError("int8 needs calibration text")
-        model = _quantize(model, calibration())
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside the target and renamed into place, so a concurrent start never reads half a model.
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
-    # mkdtemp makes it 0700: an artefact built by root at image build time must stay readable
-    # by the non-root user that serves it. (Not via umask: os.umask is process-wide, racy here.)
-    staging.chmod(0o755)
-    try:
+    target, built = artefact_dir(backend, spec, cache_dir), []
+
+    def build(staging: pathlib.Path) -> None:
+        built.append(staging)
+        log.info("building the OpenVINO %s artefact of %s in %s (once)", backend.precision, spec.source, target)
+        model = _export(backend, spec, hub_kwargs)
+        if backend.precision == "int8":
+            if calibration is None:
+                raise ValueError("int8 needs calibration text")
+            model = _quantize(model, calibration())
         ov.save_model(model, str(staging / "model.xml"), compress_to_fp16=False)
-        (staging / "meta.json").write_text(json.dumps({
-            "fingerprint": fingerprint, "source": spec.source, "revision": spec.revision, "kind": backend.kind,
-            "precision": backend.precision, "calibration_file": spec.calibration_file,
-            "openvino": ov.__version__}, indent=1))
-        shutil.rmtree(target, ignore_errors=True)
-        try:
-            os.replace(staging, target)
-        except OSError:
-            if not (target / "model.xml").is_file():  # else another process just put the same model there
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target / "model.xml"
+
+    folder = artefacts.obtain(recipe(backend, spec), target, build,
+                              elsewhere=artefact_candidates(backend, spec, cache_dir),
+                              info={"source": spec.source, "revision": spec.revision, "kind": backend.kind,
+                                    "precision": backend.precision, "calibration_file": spec.calibration_file})
+    if not built:
+        log.info("using the OpenVINO %s artefact of %s in %s", backend.precision, spec.source, folder)
+    return folder / "model.xml"
 
 
 def load_engine(backend: Backend, spec: ModelSpec, hub_kwargs: Mapping[str, Any], *, cache_dir: str = "",

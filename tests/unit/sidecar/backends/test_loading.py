@@ -53,18 +53,20 @@ def test_openvino_on_cuda_is_refused(tiny_cross_encoder, tmp_path):
                      cache_dir=str(tmp_path))
 
 
-def test_artefacts_are_built_once_and_rebuilt_when_the_checkpoint_changes(tmp_path):
+def test_artefacts_are_built_once_and_a_changed_checkpoint_gets_a_new_one(tmp_path):
     model = build_model(tmp_path / "ce", kind="cross-encoder", arch="tiny", seed=0)
-    first = load_backend(ModelSpec(source=str(model), backend="openvino", precision="int8"), device="cpu")
-    xml = model / "openvino" / "cross-encoder-int8-default" / "model.xml"
-    assert first.artefact == str(xml) and xml.is_file()  # next to the writable model
+    spec = ModelSpec(source=str(model), backend="openvino", precision="int8")
+    first = load_backend(spec, device="cpu")
+    (xml,) = (model / "openvino").glob("cross-encoder-int8-default-*/model.xml")  # next to the writable model
+    assert first.artefact == str(xml)
     built = xml.stat().st_mtime_ns
-    again = load_backend(ModelSpec(source=str(model), backend="openvino", precision="int8"), device="cpu")
+    again = load_backend(spec, device="cpu")
     assert again.artefact == str(xml) and xml.stat().st_mtime_ns == built  # reused, not rebuilt
     weights = next(model.glob("*.safetensors"))
     os.utime(weights, ns=(built + 10**9, built + 10**9))
-    load_backend(ModelSpec(source=str(model), backend="openvino", precision="int8"), device="cpu")
-    assert xml.stat().st_mtime_ns != built
+    changed = load_backend(spec, device="cpu").artefact
+    assert changed != str(xml) and os.path.isfile(changed)
+    assert xml.stat().st_mtime_ns == built  # the published one is never replaced under a running replica
 
 
 def test_an_artefact_beside_a_read_only_model_is_used_not_rebuilt(tmp_path, monkeypatch):
@@ -75,9 +77,9 @@ def test_an_artefact_beside_a_read_only_model_is_used_not_rebuilt(tmp_path, monk
     model = build_model(tmp_path / "ce", kind="cross-encoder", arch="tiny", seed=0)
     spec = ModelSpec(source=str(model), backend="openvino", precision="int8")
     built = load_backend(spec, device="cpu").artefact
-    assert built == str(model / "openvino" / "cross-encoder-int8-default" / "model.xml")
-    folder = model / "openvino" / "cross-encoder-int8-default"
-    assert folder.stat().st_mode & 0o777 == 0o755  # not mkdtemp's 0700: others must read it
+    folder = os.path.dirname(built)
+    assert os.path.dirname(folder) == str(model / "openvino")
+    assert os.stat(folder).st_mode & 0o777 == 0o755  # not mkdtemp's 0700: others must read it
     monkeypatch.setattr(openvino.os, "access", lambda path, mode: False)  # as uid 10001 sees /opt/rescore/models
     cache = tmp_path / "cache"
     assert load_backend(spec, device="cpu", cache_dir=str(cache)).artefact == built
@@ -91,7 +93,7 @@ def test_read_only_model_dir_uses_the_cache_dir_keyed_by_source(tmp_path):
 
     backend = SimpleNamespace(kind="bi-encoder", precision="bf16")
     path = artefact_dir(backend, spec, str(tmp_path))
-    assert path.parent.parent == tmp_path and path.name == "bi-encoder-fp32"  # bf16 runs the fp32 IR
+    assert path.parent.parent == tmp_path and path.name.startswith("bi-encoder-fp32-")  # bf16 runs the fp32 IR
     other = artefact_dir(backend, ModelSpec(source="org/some-model", revision="def"), str(tmp_path))
     assert other != path
 
@@ -120,3 +122,18 @@ def test_int8_without_calibration_inputs_fails_at_load(tmp_path):
 def test_an_unknown_backend_fails_at_load_naming_the_runtimes(tiny_cross_encoder):
     with pytest.raises(ValueError, match=r"backend=onnx.*unknown backend 'onnx'.*torch, openvino"):
         load_backend(ModelSpec(source=str(tiny_cross_encoder), name="ce", backend="onnx"), device="cpu")
+
+
+def test_an_artefact_with_truncated_weights_is_rebuilt_with_a_warning(tmp_path, caplog):
+    model = build_model(tmp_path / "ce", kind="cross-encoder", arch="tiny", seed=0)
+    spec = ModelSpec(source=str(model), backend="openvino", precision="fp32")
+    xml = load_backend(spec, device="cpu").artefact
+    weights = os.path.join(os.path.dirname(xml), "model.bin")
+    os.truncate(weights, os.path.getsize(weights) // 2)  # a copy cut short, a full disk
+    with caplog.at_level("WARNING"):
+        rebuilt = load_backend(spec, device="cpu")
+    assert rebuilt.artefact == xml and "rebuilding the corrupt artefact" in caplog.text
+    assert not [p for p in (model / "openvino").iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")]
+    from rescore_sidecar.sidecar.core.tokenization import tokenize_request
+
+    assert rebuilt.forward(tokenize_request(rebuilt, "wing", ["flutter"]).sequences).shape[0] == 1  # it loads
