@@ -71,8 +71,10 @@ class Call:
 
     @classmethod
     def start(cls, config: SidecarClientConfig, query: str, texts: Sequence[str], model: str,
-              deadline: float, bypass_cache: bool = False) -> Call:
-        return cls(build_request(query, texts, model, bypass_cache), len(texts), deadline, config.retry,
+              deadline: float, bypass_cache: bool | None = None) -> Call:
+        """`bypass_cache` None: the client's `config.bypass_cache`."""
+        bypass = config.bypass_cache if bypass_cache is None else bypass_cache
+        return cls(build_request(query, texts, model, bypass), len(texts), deadline, config.retry,
                    config.min_retry_budget_ms / 1000)
 
     def begin(self, endpoints: Endpoints) -> tuple[Endpoint, float]:
