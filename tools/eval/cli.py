@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "sidecar_address": sidecar.address, "engine_url": engine.url,
                        "models_given": list(args.model)}
             report = run_eval(collection, engine, sidecar.address, configs, settings,
-                              progress=progress_bars(not args.no_progress), context=context)
+                              progress=progress_bars(not args.no_progress), context=context, log=log)
         paths = write_all(report, pathlib.Path(args.out))
     except KeyboardInterrupt:
         print("rescore-sidecar eval: interrupted; everything started here was stopped", file=sys.stderr)

@@ -193,8 +193,11 @@ def turns(configs: Sequence[RescoreConfig], round_index: int) -> list[RescoreCon
 
 def run_eval(collection: Collection, engine: Engine, sidecar_address: str, configs: Sequence[RescoreConfig],
              settings: RunSettings = RunSettings(), *, progress: Callable[..., Iterable] | None = None,
-             context: dict | None = None, on_query: Callable[[str, dict[str, list[str]]], None] | None = None) -> Report:
-    """Runs the evaluation and returns its report. `on_query(query_id, {system: ids})` sees each query's rankings."""
+             context: dict | None = None, on_query: Callable[[str, dict[str, list[str]]], None] | None = None,
+             log: Callable[[str], None] | None = None) -> Report:
+    """Runs the evaluation and returns its report. `on_query(query_id, {system: ids})` sees each query's
+    rankings; `log` gets a line per stage (indexing, warming the model, timed queries)."""
+    log = log or (lambda _msg: None)
     progress = progress or (lambda it, **_: it)
     for c in configs:
         if int(c.options.get("window", 50)) > settings.depth:
@@ -207,6 +210,7 @@ def run_eval(collection: Collection, engine: Engine, sidecar_address: str, confi
     search = cached = None
     try:
         if settings.reindex:
+            log(f"indexing {len(collection.documents)} documents into {settings.index} ...")
             index_collection(client, engine, settings.index, collection,
                              lambda it: progress(it, desc="indexing", total=len(collection.documents), unit="doc"))
         search = wrap(client, engine, sidecar_address, settings.budget_ms, bypass_cache=True)
@@ -217,10 +221,14 @@ def run_eval(collection: Collection, engine: Engine, sidecar_address: str, confi
         took_cached: dict[str, list[float]] = {c.label: [] for c in configs}
         fallbacks: dict[str, int] = {c.label: 0 for c in configs}
         warmup = query_ids[: max(settings.warmup_queries, 0)]
+        if warmup:
+            log(f"warming the model: {len(warmup)} untimed {'query' if len(warmup) == 1 else 'queries'} through "
+                f"every configuration (first forward passes on new shapes are slow) ...")
         for i, q in enumerate(progress(warmup, desc="warm-up", unit="q")):
             for c in turns(configs, i):  # untimed: first forward passes on new shapes
                 _search(search, settings.index, bm25_body(collection.queries[q], settings.depth),
                         {**c.options, "query": collection.queries[q]})
+        log(f"timed queries: {len(query_ids)}, score cache bypassed, configurations taking turns ...")
         for i, q in enumerate(progress(query_ids, desc="queries", unit="q")):
             body = bm25_body(collection.queries[q], settings.depth)
             rankings[ENGINE_ORDER][q] = ranked_ids(_search(search, settings.index, body, False))
