@@ -29,11 +29,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import zipfile
 from typing import Iterator, Sequence
+
+from rescore_sidecar.tools.waiting import WaitTimeout, wait_until
 
 ENGINES = ("opensearch", "elasticsearch")
 
@@ -445,11 +446,11 @@ def _terminate(pid: int, process: subprocess.Popen | None, grace_seconds: float)
         return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)  # the launcher script and the JVM share the group
-    deadline = time.monotonic() + grace_seconds
-    while time.monotonic() < deadline:
-        if gone():
-            return
-        time.sleep(0.2)
+    try:
+        wait_until(gone, timeout=grace_seconds, what=f"process {pid} to exit", first=0.1, longest=0.5)
+        return
+    except WaitTimeout:
+        pass
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
     if process is not None:
@@ -576,18 +577,21 @@ def restart_node(node: LocalNode, *, grace_seconds: float = 30.0, timeout: float
 
 
 def _wait_healthy(node: LocalNode, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def exited() -> None:
         if not node.alive():
             raise EngineError(f"exited with status {node.process.poll() if node.process else '?'}")
+
+    def healthy() -> bool:
         try:
             health = _http_json(f"{node.url}/_cluster/health?wait_for_status=yellow&timeout=2s", timeout=5)
-            if health.get("status") in ("green", "yellow"):
-                return
         except (urllib.error.URLError, OSError, ValueError):
-            pass
-        time.sleep(0.5)
-    raise EngineError("timed out")
+            return False  # not listening yet
+        return health.get("status") in ("green", "yellow")
+
+    try:
+        wait_until(healthy, timeout=timeout, what=f"{node.engine} health", check=exited, first=0.25, longest=1.0)
+    except WaitTimeout:
+        raise EngineError("timed out") from None
 
 
 @contextlib.contextmanager
