@@ -34,6 +34,7 @@ import urllib.request
 import zipfile
 from typing import Iterator, Sequence
 
+from rescore_sidecar.tools.download import DownloadError, download, stderr_progress
 from rescore_sidecar.tools.waiting import WaitTimeout, wait_until
 
 ENGINES = ("opensearch", "elasticsearch")
@@ -204,19 +205,14 @@ def install(engine: str, version: str | None = None, *, quiet: bool = True) -> p
 
 
 def _download(url: str, dest: pathlib.Path, *, what: str, quiet: bool = True) -> None:
-    """Fetches `url` into `dest` atomically (a half-written file never takes its name)."""
+    """Fetches `url` into `dest` atomically, retrying transient network errors (tools/download.py);
+    not quiet: the URL, then progress (bytes, percent, rate) on stderr."""
     if not quiet:
-        print(f"downloading {url}", file=sys.stderr)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        print(f"  downloading {url}", file=sys.stderr, flush=True)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
-            shutil.copyfileobj(resp, out, 1 << 20)
-        os.replace(tmp, dest)
-    except (urllib.error.URLError, OSError) as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise EngineError(f"download of {what} failed: {url}: {exc}") from exc
+        download(url, dest, what=what, report=None if quiet else stderr_progress())
+    except DownloadError as exc:
+        raise EngineError(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------- standard modules
@@ -505,10 +501,11 @@ def _node_settings(engine: str, major: int, port: int, transport_port: int, work
 
 
 def start_node(engine: str, version: str | None = None, *, heap: str = "512m", timeout: float = 180.0,
-               detach: bool = False) -> LocalNode:
-    """Downloads (once), starts a node and waits until its health is yellow or green."""
+               detach: bool = False, quiet: bool = True) -> LocalNode:
+    """Downloads (once; `quiet=False` shows its progress), starts a node and waits until its health
+    is yellow or green."""
     version = resolve_version(engine, version)
-    home = install(engine, version)
+    home = install(engine, version, quiet=quiet)
     java_home, java_major = find_java(engine, version)
     workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"rescore-{engine}-{version}-"))
     shutil.copytree(home / "config", workdir / "config")  # keystore & co. are written into the config dir

@@ -91,7 +91,7 @@ def open_engine(stack: contextlib.ExitStack, url: str | None, kind: str, version
 
     log(f"starting a local {kind} node (first run downloads it from Maven Central) ...")
     try:
-        node = localnode.start_node(kind, version)
+        node = localnode.start_node(kind, version, quiet=False)  # a first run shows the download's progress
     except localnode.EngineError as exc:
         raise ServiceError(f"could not start a local {kind}: {exc}") from None
     stack.callback(node.stop)
