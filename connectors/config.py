@@ -142,6 +142,10 @@ class SidecarClientConfig:
     # client is built) wins over the value. Never part of repr().
     auth_token: str = dataclasses.field(default="", repr=False)
     auth_token_file: str | None = None
+    # Every call asks the sidecar to skip its score cache (compute every pair, store nothing): for
+    # measuring compute latency (`rescore-sidecar eval`), never for serving users. Per call:
+    # `rerank(..., bypass_cache=True)`.
+    bypass_cache: bool = False
 
     def __post_init__(self) -> None:
         if bool(self.client_cert_file) != bool(self.client_key_file):

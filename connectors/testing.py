@@ -85,6 +85,7 @@ class MockCall:
     texts: list[str]
     model: str
     timeout: float | None
+    bypass_cache: bool = False  # what the request asked of the sidecar's score cache
 
 
 class MockRpcError(grpc.RpcError):
@@ -136,7 +137,7 @@ class MockSidecar:
     def _decide(self, address: str, request: rescore_pb2.RerankRequest, timeout: float | None) -> tuple[float, Any]:
         texts = [d.text for d in request.documents]
         with self._lock:
-            self.calls.append(MockCall(address, request.query, texts, request.model, timeout))
+            self.calls.append(MockCall(address, request.query, texts, request.model, timeout, request.bypass_cache))
         outcome = self.handler(address, request.query, texts)
         delay = 0.0
         if isinstance(outcome, Delay):

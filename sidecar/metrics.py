@@ -44,6 +44,9 @@ CACHE_MISSES = Counter("rescore_cache_misses_total", "Sequences the score cache 
 CACHE_SHARED = Counter("rescore_cache_shared_total",
                        "Sequences that waited for another request's identical in-flight computation.",
                        ["model"], registry=REGISTRY)
+CACHE_BYPASSED = Counter("rescore_cache_bypassed_total",
+                         "Sequences computed without the score cache because the request asked (bypass_cache).",
+                         ["model"], registry=REGISTRY)
 CACHE_EVICTIONS = Counter("rescore_cache_evictions_total", "Entries dropped to keep the cache within its size.",
                           registry=REGISTRY)
 CACHE_BYTES = Gauge("rescore_cache_bytes", "Estimated bytes the score cache holds.", registry=REGISTRY)

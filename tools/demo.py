@@ -142,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress = lambda it, **kw: tqdm(it, file=sys.stderr, leave=False, dynamic_ncols=True, **kw)  # noqa: E731
             report = run_eval(collection, engine, sidecar.address, [config], RunSettings(index=args.index),
                               progress=progress, context={"command": "rescore-sidecar demo"},
-                              on_query=lambda q, r: rankings.__setitem__(q, r))
+                              on_query=lambda q, r: rankings.__setitem__(q, r), log=log)
         dot, _ = _symbols()
         say(f"{dot} marks a relevant abstract ({dot * 4} = complete answer … {dot} = minimum interest)\n")
         for q in list(rankings)[: max(args.show, 0)]:
@@ -150,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             say()
         say(f"Ranking quality over all {report.num_queries} sample queries (top {report.depth} from the engine):\n")
         say(summary_table(report))
+        say(f"\n{report.latency_method} The latency shown is the steady one: the model was warmed first.")
         if args.out:
             paths = write_all(report, args.out)
             say(f"\nwrote {paths['json']}, {paths['markdown']}, {paths['plot']}")

@@ -29,11 +29,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import zipfile
 from typing import Iterator, Sequence
+
+from rescore_sidecar.tools.download import DownloadError, download, stderr_progress
+from rescore_sidecar.tools.waiting import WaitTimeout, wait_until
 
 ENGINES = ("opensearch", "elasticsearch")
 
@@ -203,19 +205,14 @@ def install(engine: str, version: str | None = None, *, quiet: bool = True) -> p
 
 
 def _download(url: str, dest: pathlib.Path, *, what: str, quiet: bool = True) -> None:
-    """Fetches `url` into `dest` atomically (a half-written file never takes its name)."""
+    """Fetches `url` into `dest` atomically, retrying transient network errors (tools/download.py);
+    not quiet: the URL, then progress (bytes, percent, rate) on stderr."""
     if not quiet:
-        print(f"downloading {url}", file=sys.stderr)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        print(f"  downloading {url}", file=sys.stderr, flush=True)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
-            shutil.copyfileobj(resp, out, 1 << 20)
-        os.replace(tmp, dest)
-    except (urllib.error.URLError, OSError) as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise EngineError(f"download of {what} failed: {url}: {exc}") from exc
+        download(url, dest, what=what, report=None if quiet else stderr_progress())
+    except DownloadError as exc:
+        raise EngineError(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------- standard modules
@@ -445,11 +442,11 @@ def _terminate(pid: int, process: subprocess.Popen | None, grace_seconds: float)
         return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)  # the launcher script and the JVM share the group
-    deadline = time.monotonic() + grace_seconds
-    while time.monotonic() < deadline:
-        if gone():
-            return
-        time.sleep(0.2)
+    try:
+        wait_until(gone, timeout=grace_seconds, what=f"process {pid} to exit", first=0.1, longest=0.5)
+        return
+    except WaitTimeout:
+        pass
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
     if process is not None:
@@ -504,10 +501,11 @@ def _node_settings(engine: str, major: int, port: int, transport_port: int, work
 
 
 def start_node(engine: str, version: str | None = None, *, heap: str = "512m", timeout: float = 180.0,
-               detach: bool = False) -> LocalNode:
-    """Downloads (once), starts a node and waits until its health is yellow or green."""
+               detach: bool = False, quiet: bool = True) -> LocalNode:
+    """Downloads (once; `quiet=False` shows its progress), starts a node and waits until its health
+    is yellow or green."""
     version = resolve_version(engine, version)
-    home = install(engine, version)
+    home = install(engine, version, quiet=quiet)
     java_home, java_major = find_java(engine, version)
     workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"rescore-{engine}-{version}-"))
     shutil.copytree(home / "config", workdir / "config")  # keystore & co. are written into the config dir
@@ -576,18 +574,21 @@ def restart_node(node: LocalNode, *, grace_seconds: float = 30.0, timeout: float
 
 
 def _wait_healthy(node: LocalNode, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def exited() -> None:
         if not node.alive():
             raise EngineError(f"exited with status {node.process.poll() if node.process else '?'}")
+
+    def healthy() -> bool:
         try:
             health = _http_json(f"{node.url}/_cluster/health?wait_for_status=yellow&timeout=2s", timeout=5)
-            if health.get("status") in ("green", "yellow"):
-                return
         except (urllib.error.URLError, OSError, ValueError):
-            pass
-        time.sleep(0.5)
-    raise EngineError("timed out")
+            return False  # not listening yet
+        return health.get("status") in ("green", "yellow")
+
+    try:
+        wait_until(healthy, timeout=timeout, what=f"{node.engine} health", check=exited, first=0.25, longest=1.0)
+    except WaitTimeout:
+        raise EngineError("timed out") from None
 
 
 @contextlib.contextmanager

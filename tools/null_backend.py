@@ -6,6 +6,9 @@ run as they do in production; only the engine is a cheap deterministic function 
 ids. It also counts the sequences it was given, so a test can see how many forward passes a
 request cost.
 
+`RESCORE_NULL_DELAY_MS` (environment of the sidecar process) makes every forward pass take that
+long, for tests that need a known compute time (e.g. eval's latency with the cache bypassed).
+
 Not a user option: only this module registers it. Start a sidecar with it from code:
 
     with null_sidecar_process({"null": model_dir}) as sidecar: ...
@@ -17,7 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import sys
+import time
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -26,6 +31,7 @@ from rescore_sidecar.sidecar.backends import CROSS_ENCODER, BuiltEngine, EngineR
 from rescore_sidecar.tools.sidecar_process import SidecarProcess
 
 RUNTIME = "null"
+DELAY_ENV = "RESCORE_NULL_DELAY_MS"
 EMBEDDING_DIM = 8
 
 
@@ -36,9 +42,12 @@ class NullEngine:
     kind: str
     sequences_seen: int = 0
     passes: int = 0
+    delay_seconds: float = 0.0  # per forward pass: a known compute time
 
     def __call__(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        if self.delay_seconds:
+            time.sleep(self.delay_seconds)
         self.passes += 1
         self.sequences_seen += len(ids)
         # A cheap, deterministic function of the unpadded ids: distinct texts get distinct rows.
@@ -51,7 +60,8 @@ class NullEngine:
 
 def build_null_engine(request: EngineRequest) -> BuiltEngine:
     """The `null` runtime: any device and precision setting is ignored (it reports CPU fp32)."""
-    return BuiltEngine(NullEngine(request.model.kind), device="cpu", precision="fp32")
+    delay_ms = float(os.environ.get(DELAY_ENV, "0") or 0)
+    return BuiltEngine(NullEngine(request.model.kind, delay_seconds=delay_ms / 1000), device="cpu", precision="fp32")
 
 
 class NullSidecarProcess(SidecarProcess):

@@ -13,12 +13,12 @@ import pathlib
 import subprocess
 import sys
 import tempfile
-import time
 from typing import Iterator, Mapping, Sequence
 
 import httpx
 
 from rescore_sidecar.tools.sidecar_process import free_port
+from rescore_sidecar.tools.waiting import WaitTimeout, wait_until
 
 
 class ProxyProcess:
@@ -43,18 +43,22 @@ class ProxyProcess:
             self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL,
                                             env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def exited() -> None:
             if self.process.poll() is not None:
                 raise RuntimeError(f"proxy exited with {self.process.returncode}:\n{self.log_text()[-3000:]}")
+
+        def healthy() -> bool:
             try:
-                if httpx.get(self.url + "/_rescore/health", timeout=1).status_code == 200:
-                    return self
+                return httpx.get(self.url + "/_rescore/health", timeout=1).status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"proxy not healthy after {timeout:.0f}s:\n{self.log_text()[-3000:]}")
+                return False  # not listening yet
+
+        try:
+            wait_until(healthy, timeout=timeout, what="proxy health", check=exited, first=0.05, longest=0.5)
+        except WaitTimeout:
+            self.stop()
+            raise RuntimeError(f"proxy not healthy after {timeout:.0f}s:\n{self.log_text()[-3000:]}") from None
+        return self
 
     def log_text(self) -> str:
         try:

@@ -17,11 +17,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from typing import Iterator, Mapping, Sequence
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from rescore_sidecar.tools.waiting import WaitTimeout, wait_until
 
 
 class SidecarStartError(RuntimeError):
@@ -116,17 +117,17 @@ class SidecarProcess:
         return reply.status == health_pb2.HealthCheckResponse.SERVING
 
     def wait_serving(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def exited() -> None:
             if self.process is None or self.process.poll() is not None:
                 code = None if self.process is None else self.process.returncode
                 raise SidecarStartError(f"sidecar exited with status {code} before SERVING: {' '.join(self.command())}"
                                         f"\nlog tail:\n{self.log_tail()}")
-            if self.serving():
-                return
-            time.sleep(0.2)
-        raise SidecarStartError(f"sidecar not SERVING after {timeout:.0f}s: {' '.join(self.command())}"
-                                f"\nlog tail:\n{self.log_tail()}")
+
+        try:
+            wait_until(self.serving, timeout=timeout, what="sidecar health", check=exited, first=0.1, longest=0.5)
+        except WaitTimeout:
+            raise SidecarStartError(f"sidecar not SERVING after {timeout:.0f}s: {' '.join(self.command())}"
+                                    f"\nlog tail:\n{self.log_tail()}") from None
 
     def stop(self, grace_seconds: float = 15.0) -> None:
         """SIGTERM (resuming it first if paused), wait, then SIGKILL."""

@@ -58,15 +58,20 @@ class AsyncSidecarClient:
             return exc
 
     async def rerank(self, query: str, texts: Sequence[str], *, model: str = "",
-                     budget_ms: float | None = None) -> RerankResult:
-        return await self._run(Call.start(self.config, query, texts, model, deadline_for(self.config, budget_ms)))
+                     budget_ms: float | None = None, bypass_cache: bool | None = None) -> RerankResult:
+        """`bypass_cache`: the sidecar scores every pair with the model and neither reads nor fills its
+        score cache (for measuring compute latency; scores are the same). None: `config.bypass_cache`."""
+        return await self._run(Call.start(self.config, query, texts, model, deadline_for(self.config, budget_ms),
+                                          bypass_cache))
 
     async def rerank_many(self, calls: Sequence[tuple[str, Sequence[str], str]], *,
-                          budget_ms: float | None = None) -> list[RerankResult | SidecarUnavailable]:
+                          budget_ms: float | None = None,
+                          bypass_cache: bool | None = None) -> list[RerankResult | SidecarUnavailable]:
         """Several (query, texts, model) at once, concurrently, under one shared budget; each
         retried by the same rule as `rerank`, the retries concurrent too."""
         deadline = deadline_for(self.config, budget_ms)
-        return await run_all_async([functools.partial(self._run_or_failure, Call.start(self.config, q, t, m, deadline))
+        return await run_all_async([functools.partial(self._run_or_failure,
+                                                      Call.start(self.config, q, t, m, deadline, bypass_cache))
                                     for q, t, m in calls])
 
     async def __aenter__(self) -> AsyncSidecarClient:

@@ -33,8 +33,10 @@ class RerankResult:
     took_ms: float
 
 
-def build_request(query: str, texts: Sequence[str], model: str) -> rescore_pb2.RerankRequest:
-    return rescore_pb2.RerankRequest(query=query, model=model,
+def build_request(query: str, texts: Sequence[str], model: str,
+                  bypass_cache: bool = False) -> rescore_pb2.RerankRequest:
+    """`bypass_cache`: the sidecar computes every pair and leaves its score cache untouched (measuring)."""
+    return rescore_pb2.RerankRequest(query=query, model=model, bypass_cache=bypass_cache,
                                      documents=[rescore_pb2.Document(id=str(i), text=t) for i, t in enumerate(texts)])
 
 
@@ -69,8 +71,10 @@ class Call:
 
     @classmethod
     def start(cls, config: SidecarClientConfig, query: str, texts: Sequence[str], model: str,
-              deadline: float) -> Call:
-        return cls(build_request(query, texts, model), len(texts), deadline, config.retry,
+              deadline: float, bypass_cache: bool | None = None) -> Call:
+        """`bypass_cache` None: the client's `config.bypass_cache`."""
+        bypass = config.bypass_cache if bypass_cache is None else bypass_cache
+        return cls(build_request(query, texts, model, bypass), len(texts), deadline, config.retry,
                    config.min_retry_budget_ms / 1000)
 
     def begin(self, endpoints: Endpoints) -> tuple[Endpoint, float]:

@@ -104,9 +104,12 @@ class RerankService:
         loop = asyncio.get_running_loop()
         texts = [doc.text for doc in request.documents]
         started = time.perf_counter()
+        # bypass_cache: no keys, so _rows neither reads nor fills the cache (a measured request pays full compute).
+        namespace = None if request.bypass_cache else self._namespaces.get(backend.name)
         tokenized, keys = await loop.run_in_executor(
-            self._tokenize_pool, _prepare, backend, request.query, texts, request.max_query_tokens,
-            self._namespaces.get(backend.name))
+            self._tokenize_pool, _prepare, backend, request.query, texts, request.max_query_tokens, namespace)
+        if request.bypass_cache and self.cache is not None:
+            metrics.CACHE_BYPASSED.labels(backend.name).inc(len(tokenized.sequences))
         tokenize_seconds = time.perf_counter() - started
         rows, job = await self._rows(backend, queue, tokenized.sequences, keys, deadline)
 

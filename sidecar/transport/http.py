@@ -1,9 +1,9 @@
 """HTTP transport: the rerank APIs the ecosystem speaks, over the same RerankService as gRPC.
 
 - `POST /v1/rerank` (Jina / Cohere v1) and `POST /v2/rerank` (Cohere v2):
-  `{model?, query, documents: [str | {text}], top_n?, return_documents?, raw_scores?, timeout_ms?}`
+  `{model?, query, documents: [str | {text}], top_n?, return_documents?, raw_scores?, timeout_ms?, bypass_cache?}`
   -> `{id, model, results: [{index, relevance_score, document?}], usage, meta}`
-- `POST /rerank` (text-embeddings-inference): `{query, texts, raw_scores?, return_text?, truncate?}`
+- `POST /rerank` (text-embeddings-inference): `{query, texts, raw_scores?, return_text?, truncate?, bypass_cache?}`
   -> `[{index, score, text?}]`
 - `GET /v1/models`; `GET /health` and `/ready` (200 exactly when gRPC health is SERVING), `/live`.
 
@@ -33,6 +33,8 @@ from rescore_sidecar.sidecar.transport.security import http_ssl_context, request
 log = logging.getLogger("sidecar.http")
 
 TIMEOUT_HEADER = "X-Request-Timeout-Ms"
+BYPASS_HEADER = "X-Bypass-Cache"  # same as the body's `bypass_cache` (for clients that cannot add a field)
+_TRUTHS = {"true": True, "1": True, "false": False, "0": False}
 
 
 def _json_error(error: HttpError) -> web.Response:
@@ -126,6 +128,18 @@ def _timeout(request: web.Request, body: dict[str, Any]) -> float | None:
     return min(limits) / 1000 if limits else None
 
 
+def _bypass(request: web.Request, body: dict[str, Any]) -> bool:
+    """Whether to skip the score cache: the `bypass_cache` field or the header (either one is enough)."""
+    field = _get(body, "bypass_cache", bool, False)
+    header = request.headers.get(BYPASS_HEADER)
+    if header is None:
+        return field
+    value = _TRUTHS.get(header.strip().lower())
+    if value is None:
+        raise FieldError(f"header {BYPASS_HEADER}", f"must be true, false, 1 or 0, not {header!r}")
+    return field or value
+
+
 class HttpTransport:
     """Adapts RerankService to aiohttp handlers. `service` is None while models load."""
 
@@ -180,6 +194,7 @@ class HttpTransport:
                     raise NotReady("models are still loading (not ready yet); send the request to another replica")
                 body = await self._read(request)
                 rerank_request, timeout = build(body), _timeout(request, body)
+                rerank_request.bypass_cache = _bypass(request, body)
                 record.model = model_label(self.service, rerank_request.model)
                 log.debug("http rerank path=%s model=%s documents=%d", request.path, record.model,
                           len(rerank_request.documents))

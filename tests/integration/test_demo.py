@@ -52,6 +52,10 @@ def test_demo_runs_end_to_end_and_cleans_up() -> None:
     assert re.search(r"^engine order \(BM25\)\s+0\.\d{3}", out, re.M)
     assert re.search(r"^all-minilm-l6-v2 · window 50 · replace\s+0\.\d{3} \([+-]0\.\d{3}\*?\)", out, re.M)
     assert "95% CI" in out and "Ranking quality over all 3 sample queries" in out
+    # The sidecar is warmed before the timed queries, and the output says so and how latency was taken.
+    assert "warming the model: 3 untimed queries" in err
+    assert err.index("warming the model") < err.index("timed queries")
+    assert "the model was warmed first" in out and "score cache bypassed" in out
     assert not _port_open("127.0.0.1", int(engine_url.rsplit(":", 1)[1]))
     assert not _port_open("127.0.0.1", int(sidecar.rsplit(":", 1)[1]))
 

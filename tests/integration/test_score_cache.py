@@ -5,6 +5,7 @@ import concurrent.futures
 import urllib.request
 
 import grpc
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -39,18 +40,18 @@ def forward_sequences(url: str, model: str) -> float:
     return metric(url, "rescore_batch_size_sum", model=model)
 
 
-def rerank(address: str, query: str, texts: list[str], model: str = "") -> list[float]:
+def rerank(address: str, query: str, texts: list[str], model: str = "", bypass_cache: bool = False) -> list[float]:
     with grpc.insecure_channel(address) as channel:
         reply = rescore_pb2_grpc.RerankerStub(channel).Rerank(pb.RerankRequest(
-            query=query, model=model, documents=[pb.Document(id=str(i), text=t) for i, t in enumerate(texts)]),
-            timeout=60)
+            query=query, model=model, documents=[pb.Document(id=str(i), text=t) for i, t in enumerate(texts)],
+            bypass_cache=bypass_cache), timeout=60)
     by_index = {r.index: r.score for r in reply.results}
     return [by_index[i] for i in range(len(texts))]
 
 
 @pytest.fixture(scope="module")
 def cached_sidecar(tiny_cross_encoder, tiny_bi_encoder):
-    with sidecar_process({"tiny": tiny_cross_encoder, "bi": tiny_bi_encoder}) as proc:
+    with sidecar_process({"tiny": tiny_cross_encoder, "bi": tiny_bi_encoder}, http_port=0) as proc:
         yield proc
 
 
@@ -106,6 +107,44 @@ def test_scores_are_identical_with_the_cache_on_and_off(cached_sidecar, uncached
     again = rerank(cached_sidecar.address, query, texts, model)
     assert forward_sequences(url, model) == computed  # served from the cache
     assert first == off and again == off  # bit for bit
+
+
+def cache_state(url: str, model: str) -> dict[str, float]:
+    return {"entries": metric(url, "rescore_cache_entries"), "bytes": metric(url, "rescore_cache_bytes"),
+            "hits": metric(url, "rescore_cache_hits_total", model=model),
+            "misses": metric(url, "rescore_cache_misses_total", model=model),
+            "evictions": metric(url, "rescore_cache_evictions_total")}
+
+
+@pytest.mark.parametrize("model", ["tiny", "bi"])
+def test_bypass_computes_every_pair_even_when_cached_and_leaves_the_cache_as_it_was(cached_sidecar, model):
+    url, address = cached_sidecar.metrics_url, cached_sidecar.address
+    texts = [_doc(i)["body"] for i in range(300, 312)]
+    query = f"bypass {model}"
+    cached = rerank(address, query, texts, model)  # every pair now in the cache
+    sequences = len(texts) + (1 if model == "bi" else 0)  # a bi-encoder also embeds the query
+    state, computed = cache_state(url, model), forward_sequences(url, model)
+    bypassed = metric(url, "rescore_cache_bypassed_total", model=model)
+    # gRPC field, HTTP body field, HTTP header: each one computes every sequence again.
+    assert rerank(address, query, texts, model, bypass_cache=True) == cached
+    with httpx.Client(base_url=cached_sidecar.http_url, timeout=60) as http:
+        for kwargs in ({"json": {"model": model, "query": query, "documents": texts, "bypass_cache": True}},
+                       {"json": {"model": model, "query": query, "documents": texts},
+                        "headers": {"X-Bypass-Cache": "true"}}):
+            reply = http.post("/v1/rerank", **kwargs)
+            assert reply.status_code == 200, reply.text
+        bad = http.post("/v1/rerank", json={"model": model, "query": query, "documents": texts},
+                        headers={"X-Bypass-Cache": "maybe"})
+        assert bad.status_code == 400 and bad.json()["error"]["field"] == "header X-Bypass-Cache"
+    assert forward_sequences(url, model) - computed == 3 * sequences
+    assert metric(url, "rescore_cache_bypassed_total", model=model) - bypassed == 3 * sequences
+    # Documents never seen, asked with the bypass, are not stored either.
+    fresh = [_doc(i)["body"] + " fresh" for i in range(400, 405)]
+    rerank(address, query, fresh, model, bypass_cache=True)
+    assert cache_state(url, model) == state  # nothing read (no hit), nothing written
+    before = forward_sequences(url, model)
+    rerank(address, query, fresh, model)  # without the bypass: computed, so the bypass stored nothing
+    assert forward_sequences(url, model) - before == len(fresh)  # (a bi-encoder's query embedding is cached)
 
 
 def test_a_bi_encoder_window_of_seen_documents_embeds_only_the_query(cached_sidecar, uncached_sidecar):

@@ -50,6 +50,11 @@ def build_parser(prog: str = "rescore-sidecar eval") -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=100, help="BM25 hits retrieved per query (default 100)")
     p.add_argument("--window", type=int, default=50, help="default rescoring window (default 50)")
     p.add_argument("--recall-k", type=int, default=10, help="k of Recall@k (default 10)")
+    p.add_argument("--warmup", type=int, default=3, metavar="N",
+                   help="untimed warm-up queries through every configuration before the timed ones (default 3)")
+    p.add_argument("--cached-latency", action="store_true",
+                   help="also measure cache-served latency (the same search repeated, as for page 2), reported "
+                        "apart; added latency is always measured with the score cache bypassed")
     engine = p.add_argument_group("engine (default: a local OpenSearch started for the run)")
     engine.add_argument("--engine-url", help="use this running cluster instead, e.g. http://127.0.0.1:9200")
     engine.add_argument("--engine", choices=("opensearch", "elasticsearch"), default="opensearch",
@@ -75,6 +80,8 @@ def check_args(args: argparse.Namespace, served: Sequence[str] = ()) -> list[Res
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     if args.queries < 0:
         raise ValueError("--queries must be >= 0")
+    if args.warmup < 0:
+        raise ValueError("--warmup must be >= 0")
     if args.sidecar and args.model:
         raise ValueError("--model picks models for a sidecar started here; with --sidecar, name a served "
                          "model in --config model=NAME instead")
@@ -115,13 +122,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"engine: {engine.describe()}; sidecar: {sidecar.describe()}")
             configs = check_args(args, sidecar.models)
             settings = RunSettings(index=args.index, depth=args.depth, recall_k=args.recall_k,
-                                   budget_ms=args.budget_ms, reindex=not args.no_reindex)
+                                   budget_ms=args.budget_ms, reindex=not args.no_reindex,
+                                   warmup_queries=args.warmup, cached_latency=args.cached_latency)
             context = {"command": "rescore-sidecar eval " + " ".join(sys.argv[1:] if argv is None else argv),
                        "sidecar_models": dict(zip(sidecar.models, sidecar.kinds)), "sidecar": sidecar.describe(),
                        "sidecar_address": sidecar.address, "engine_url": engine.url,
                        "models_given": list(args.model)}
             report = run_eval(collection, engine, sidecar.address, configs, settings,
-                              progress=progress_bars(not args.no_progress), context=context)
+                              progress=progress_bars(not args.no_progress), context=context, log=log)
         paths = write_all(report, pathlib.Path(args.out))
     except KeyboardInterrupt:
         print("rescore-sidecar eval: interrupted; everything started here was stopped", file=sys.stderr)

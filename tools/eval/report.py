@@ -17,8 +17,9 @@ class SystemRun:
     name: str
     per_query: dict[str, PerQuery]          # metric -> query id -> value
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
-    latency: Latency | None = None          # added by rescoring; None for engine order
+    latency: Latency | None = None          # added by rescoring, score cache bypassed; None for engine order
     fallbacks: int = 0                      # queries answered in engine order because rescoring failed
+    cached_latency: Latency | None = None   # served from the score cache; only when asked for (opt-in)
 
     def mean(self, metric: str) -> float:
         values = list(self.per_query[metric].values())
@@ -36,6 +37,7 @@ class Report:
     candidates: tuple[SystemRun, ...]
     context: dict[str, Any] = dataclasses.field(default_factory=dict)  # machine, command, sidecar, ...
     notes: tuple[str, ...] = ()             # extra lines shown under the table headline
+    latency_method: str = ""                # how the latency figures were taken (shown in every rendering)
 
     @property
     def num_queries(self) -> int:
@@ -56,9 +58,10 @@ def to_json(report: Report) -> dict[str, Any]:
         }
         if run.latency is not None:
             # NaN (no query was reranked) is not JSON: null instead.
-            out["added_latency_ms"] = {k: None if isinstance(v, float) and math.isnan(v) else v
-                                       for k, v in dataclasses.asdict(run.latency).items()}
+            out["added_latency_ms"] = _latency_json(run.latency)
             out["fallbacks"] = run.fallbacks
+        if run.cached_latency is not None:
+            out["cache_served_latency_ms"] = _latency_json(run.cached_latency)
         if comparisons is not None:
             out["vs_engine"] = {c.metric: {k: v for k, v in dataclasses.asdict(c).items() if k != "metric"}
                                 for c in comparisons}
@@ -69,10 +72,16 @@ def to_json(report: Report) -> dict[str, Any]:
         "depth": report.depth, "queries": report.num_queries, "metrics": list(report.metrics),
         "significance": "95% CI: percentile bootstrap of the mean per-query delta (10,000 resamples); "
                         "p: two-sided paired randomisation test (10,000 sign flips)",
+        "latency_method": report.latency_method,
         "context": report.context, "notes": list(report.notes),
         "engine_order": system(report.baseline, None),
         "configurations": [system(c, report.comparisons(c)) for c in report.candidates],
     }
+
+
+def _latency_json(latency: Latency) -> dict[str, Any]:
+    # NaN (no query was reranked) is not JSON: null instead.
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in dataclasses.asdict(latency).items()}
 
 
 def write_json(report: Report, path: str | os.PathLike) -> pathlib.Path:
@@ -101,8 +110,11 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> 
 
 def markdown(report: Report) -> str:
     """Summary table (means, deltas marked * when p < 0.05, added latency) and a detail table."""
+    with_cached = any(c.cached_latency is not None for c in report.candidates)
     head = ["system", *report.metrics, "added p50 ms", "added p99 ms", "fallbacks"]
-    rows = [[report.baseline.name, *(f"{report.baseline.mean(m):.4f}" for m in report.metrics), "0", "0", "–"]]
+    head += ["cache-served p50 ms", "cache-served p99 ms"] if with_cached else []
+    rows = [[report.baseline.name, *(f"{report.baseline.mean(m):.4f}" for m in report.metrics), "0", "0", "–",
+             *(["–", "–"] if with_cached else [])]]
     detail = []
     for cand in report.candidates:
         cells = []
@@ -111,10 +123,16 @@ def markdown(report: Report) -> str:
             detail.append([cand.name, c.metric, f"{c.delta:+.4f}", f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}]",
                            f"{c.p_value:.4f}", f"{c.wins}/{c.losses}/{c.ties}"])
         lat = cand.latency or Latency(math.nan, math.nan, math.nan, 0)
-        rows.append([cand.name, *cells, _ms(lat.p50_ms), _ms(lat.p99_ms), str(cand.fallbacks)])
+        row = [cand.name, *cells, _ms(lat.p50_ms), _ms(lat.p99_ms), str(cand.fallbacks)]
+        if with_cached:
+            cached = cand.cached_latency or Latency(math.nan, math.nan, math.nan, 0)
+            row += [_ms(cached.p50_ms), _ms(cached.p99_ms)]
+        rows.append(row)
     lines = [f"**{report.collection}** — {report.num_queries} judged queries, top {report.depth} "
              f"from {report.engine}; {report.gain_note}.", *report.notes, ""]
     lines += _table(head, rows, "l" + "r" * (len(head) - 1))
+    if report.latency_method:
+        lines += ["", report.latency_method]
     lines += ["", "`*` p < 0.05. Deltas are against engine order, paired by query:", ""]
     lines += _table(["system", "metric", "delta", "95% CI", "p", "wins/losses/ties"], detail, "llrrrr")
     return "\n".join(lines) + "\n"
@@ -167,7 +185,8 @@ def plot(report: Report, path: str | os.PathLike, *, metric: str | None = None) 
         ax.errorbar([x], [y], xerr=xerr, fmt="o", color=f"C{i}", capsize=3, zorder=3, label=f"{cand.name}{star}")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.09), frameon=False,
               title="* p < 0.05 vs. engine order", title_fontsize=7)
-    ax.set_xlabel("added latency per query, ms (dot p50, bar to p99)", fontsize=8)
+    ax.set_xlabel("added latency per query, ms (dot p50, bar to p99)"
+                  + ("\nscore cache bypassed: every pair computed" if report.latency_method else ""), fontsize=8)
     ax.set_ylabel(f"mean {metric}", fontsize=8)
     ax.set_title(f"quality vs. added latency ({report.num_queries} queries)", fontsize=9, loc="left")
     ax.set_xlim(left=-0.05 * max([1.0] + [c.latency.p99_ms for c in report.candidates
@@ -177,6 +196,10 @@ def plot(report: Report, path: str | os.PathLike, *, metric: str | None = None) 
     ax.tick_params(labelsize=7)
     fig.suptitle(f"{report.collection}: engine order vs. rescored, top {report.depth} from {report.engine}",
                  fontsize=10, x=0.01, ha="left")
+    if report.latency_method:
+        import textwrap
+
+        fig.text(0.01, -0.02, textwrap.fill(report.latency_method, 160), fontsize=7, ha="left", va="top")
     path = pathlib.Path(path)
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)

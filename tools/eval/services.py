@@ -16,10 +16,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from typing import Iterator, Sequence
+
+from rescore_sidecar.tools.waiting import WaitTimeout, wait_until
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -90,7 +91,7 @@ def open_engine(stack: contextlib.ExitStack, url: str | None, kind: str, version
 
     log(f"starting a local {kind} node (first run downloads it from Maven Central) ...")
     try:
-        node = localnode.start_node(kind, version)
+        node = localnode.start_node(kind, version, quiet=False)  # a first run shows the download's progress
     except localnode.EngineError as exc:
         raise ServiceError(f"could not start a local {kind}: {exc}") from None
     stack.callback(node.stop)
@@ -166,13 +167,20 @@ def open_sidecar(stack: contextlib.ExitStack, address: str | None, models: Seque
     log_file.close()
     stack.callback(_stop_process, process)
     address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while not _serving(address):
-        if process.poll() is not None or time.monotonic() > deadline:
-            tail = "\n".join(pathlib.Path(log_file.name).read_text(errors="replace").splitlines()[-20:])
-            state = f"exited with status {process.returncode}" if process.poll() is not None else "timed out"
-            raise ServiceError(f"sidecar {state} before serving: {' '.join(cmd)}\n{tail}")
-        time.sleep(0.3)
+
+    def failure(state: str) -> ServiceError:
+        tail = "\n".join(pathlib.Path(log_file.name).read_text(errors="replace").splitlines()[-20:])
+        return ServiceError(f"sidecar {state} before serving: {' '.join(cmd)}\n{tail}")
+
+    def exited() -> None:
+        if process.poll() is not None:
+            raise failure(f"exited with status {process.returncode}")
+
+    try:
+        wait_until(lambda: _serving(address), timeout=timeout, what="sidecar health", check=exited,
+                   first=0.2, longest=1.0)
+    except WaitTimeout:
+        raise failure("timed out") from None
     return Sidecar(address, True, *list_models(address))
 
 

@@ -62,7 +62,7 @@ class Document(_message.Message):
     def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
 
 class RerankRequest(_message.Message):
-    __slots__ = ("query", "documents", "model", "top_n", "score_mode", "max_query_tokens", "request_id")
+    __slots__ = ("query", "documents", "model", "top_n", "score_mode", "max_query_tokens", "request_id", "bypass_cache")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +70,7 @@ class RerankRequest(_message.Message):
     SCORE_MODE_FIELD_NUMBER: _ClassVar[int]
     MAX_QUERY_TOKENS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    BYPASS_CACHE_FIELD_NUMBER: _ClassVar[int]
     query: str
     documents: _containers.RepeatedCompositeFieldContainer[Document]
     model: str
@@ -77,7 +78,8 @@ class RerankRequest(_message.Message):
     score_mode: ScoreMode
     max_query_tokens: int
     request_id: str
-    def __init__(self, query: _Optional[str] = ..., documents: _Optional[_Iterable[_Union[Document, _Mapping]]] = ..., model: _Optional[str] = ..., top_n: _Optional[int] = ..., score_mode: _Optional[_Union[ScoreMode, str]] = ..., max_query_tokens: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    bypass_cache: bool
+    def __init__(self, query: _Optional[str] = ..., documents: _Optional[_Iterable[_Union[Document, _Mapping]]] = ..., model: _Optional[str] = ..., top_n: _Optional[int] = ..., score_mode: _Optional[_Union[ScoreMode, str]] = ..., max_query_tokens: _Optional[int] = ..., request_id: _Optional[str] = ..., bypass_cache: _Optional[bool] = ...) -> None: ...
 
 class Result(_message.Message):
     __slots__ = ("index", "id", "score", "truncated")

@@ -35,3 +35,22 @@ def test_the_subprocess_selects_the_null_runtime_for_every_model(tmp_path):
     assert command[command.index("-m") + 1] == "rescore_sidecar.tools.null_backend" and "serve" not in command
     models = [command[i + 1] for i, arg in enumerate(command) if arg == "--model"]
     assert models == ["a=/models/a,backend=null", "b=/models/b,backend=null"]
+
+
+def test_a_delay_makes_every_forward_pass_take_that_long(monkeypatch):
+    import time
+
+    from rescore_sidecar.tools.null_backend import DELAY_ENV
+
+    class Model:
+        kind = "cross-encoder"
+
+    class Request:
+        model = Model()
+
+    monkeypatch.setenv(DELAY_ENV, "60")
+    engine = build_null_engine(Request()).engine
+    inputs = {"input_ids": np.ones((2, 4), dtype=np.int64), "attention_mask": np.ones((2, 4), dtype=np.int64)}
+    started = time.perf_counter()
+    engine(inputs)
+    assert time.perf_counter() - started >= 0.06

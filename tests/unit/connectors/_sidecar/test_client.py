@@ -59,6 +59,21 @@ def test_scores_come_back_by_position(make):
     assert [c.texts for c in shell.mock.calls] == [["a red fox", "blue", "fox"]]
 
 
+def test_bypass_cache_is_sent_only_when_asked_and_on_every_call(make):
+    shell = make(MockSidecar())
+    shell.rerank("q", ["x"])
+    shell.rerank("q", ["x"], bypass_cache=True)
+    shell.rerank_many([("q", ["x"], ""), ("r", ["y"], "")], bypass_cache=True)
+    assert [c.bypass_cache for c in shell.mock.calls] == [False, True, True, True]
+
+
+def test_bypass_cache_from_the_client_config_and_overridden_per_call(make):
+    shell = make(MockSidecar(), bypass_cache=True)
+    shell.rerank("q", ["x"])
+    shell.rerank("q", ["x"], bypass_cache=False)
+    assert [c.bypass_cache for c in shell.mock.calls] == [True, False]
+
+
 def test_unavailable_is_retried_once_on_another_endpoint(make):
     shell = make(MockSidecar.script(Fault.unavailable(), [1.0]), targets=("a:1", "b:2"))
     assert shell.rerank("q", ["x"]).scores == [1.0]

@@ -79,6 +79,21 @@ async def test_scores_order_and_score_modes(tiny_cross_encoder):
         assert models.max_request_bytes == LIMITS["max_request_bytes"]
 
 
+async def test_bypass_cache_computes_cached_pairs_and_leaves_the_cache_as_it_was(tiny_cross_encoder):
+    texts = ["the cat sat on the mat", "stock markets fell", "cats purr"]
+    async with serving(tiny_cross_encoder) as (sidecar, channel):
+        cache = sidecar.service.cache
+        first = await _rerank(channel, query="cat", documents=_docs(*texts))
+        cached = await _rerank(channel, query="cat", documents=_docs(*texts))
+        assert first.timings.compute_ms > 0 and cached.timings.compute_ms == 0  # the second is all hits
+        rows = list(cache._rows.items())  # contents and LRU order
+        bypassed = await _rerank(channel, query="cat", documents=_docs(*texts), bypass_cache=True)
+        assert bypassed.timings.compute_ms > 0  # computed although every pair is cached
+        assert [(r.index, r.score) for r in bypassed.results] == [(r.index, r.score) for r in first.results]
+        await _rerank(channel, query="never seen", documents=_docs(*texts), bypass_cache=True)
+        assert list(cache._rows.items()) == rows
+
+
 async def test_bad_requests_get_the_right_status_and_the_next_one_is_served(tiny_cross_encoder):
     docs = _docs("one", "two")
     async with serving(tiny_cross_encoder) as (_, channel):

@@ -74,3 +74,21 @@ def test_json_is_strict_when_nothing_was_reranked(tmp_path: pathlib.Path) -> Non
     data = json.loads(paths["json"].read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     assert data["configurations"][0]["added_latency_ms"]["p50_ms"] is None
     assert "| config-0" in paths["markdown"].read_text() and "–" in paths["markdown"].read_text()
+
+
+def test_cache_served_latency_appears_only_when_measured_and_the_method_is_stated(tmp_path: pathlib.Path) -> None:
+    import dataclasses
+
+    method = "Added latency: ... with the sidecar's score cache bypassed ..."
+    plain = dataclasses.replace(_report(2), latency_method=method)
+    assert "cache-served" not in markdown(plain)
+    assert all("cache_served_latency_ms" not in c for c in to_json(plain)["configurations"])
+    assert to_json(plain)["latency_method"] == method and method in markdown(plain)
+    cached = dataclasses.replace(plain, candidates=tuple(
+        dataclasses.replace(c, cached_latency=latency_summary([1.0, 2.0, 3.0])) for c in plain.candidates))
+    text = markdown(cached)
+    assert "cache-served p50 ms" in text
+    row0 = next(line for line in text.splitlines() if line.startswith("| config-0"))
+    assert row0.rstrip(" |").endswith("3.0")  # the cache-served p99 is the last cell
+    assert to_json(cached)["configurations"][0]["cache_served_latency_ms"]["p50_ms"] == 2.0
+    assert write_all(cached, tmp_path)["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
