@@ -1,11 +1,12 @@
 """HTTP transport: the rerank APIs the ecosystem speaks, over the same RerankService as gRPC.
 
 - `POST /v1/rerank` (Jina / Cohere v1) and `POST /v2/rerank` (Cohere v2):
-  `{model?, query, documents: [str | {text}], top_n?, return_documents?, raw_scores?, timeout_ms?}`
-  -> `{id, model, results: [{index, relevance_score, document?}], usage, meta}`
-- `POST /rerank` (text-embeddings-inference): `{query, texts, raw_scores?, return_text?, truncate?}`
-  -> `[{index, score, text?}]`
-- `GET /v1/models`; `GET /health` and `/ready` (200 exactly when gRPC health is SERVING), `/live`.
+  `{model?, query, documents: [str | {text}], top_n?, return_documents?, max_tokens_per_doc?, raw_scores?,
+  timeout_ms?}` -> `{id, object, model, results: [{index, relevance_score, document?}], usage, meta}`
+- `POST /rerank`: the text-embeddings-inference body `{query, texts, raw_scores?, return_text?, truncate?}`
+  -> `[{index, score, text?}]`, or the Cohere/Jina body (`documents`, as infinity sends) -> its answer.
+- `GET /v1/models`; `GET /health` and `/ready` (200 exactly when gRPC health is SERVING), `/live`;
+  `GET /openapi.json` (transport/openapi.py, from the shapes in transport/http_schemas.py).
 
 Only translation lives here: every request becomes a rescore.v1.RerankRequest for
 RerankService.rerank (same validation, queue, batching, limits and metrics as gRPC), and every
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 import uuid
 from typing import Any, Callable
 
@@ -26,6 +28,7 @@ from rescore_sidecar.sidecar.config import SidecarConfig
 from rescore_sidecar.sidecar.core.accounting import OK, accounted_request, model_label
 from rescore_sidecar.sidecar.core.errors import NotReady, RequestTooLarge
 from rescore_sidecar.sidecar.core.service import RerankService
+from rescore_sidecar.sidecar.transport import http_schemas as schemas
 from rescore_sidecar.sidecar.transport.errors import to_http
 from rescore_sidecar.sidecar.transport.http_errors import FieldError, HttpError
 from rescore_sidecar.sidecar.transport.security import http_ssl_context, request_is_authorized
@@ -33,6 +36,7 @@ from rescore_sidecar.sidecar.transport.security import http_ssl_context, request
 log = logging.getLogger("sidecar.http")
 
 TIMEOUT_HEADER = "X-Request-Timeout-Ms"
+FALLBACK_HEADER = "X-Rescore-Model-Fallback"  # accept_any_model served another model than the one named
 
 
 def _json_error(error: HttpError) -> web.Response:
@@ -146,6 +150,7 @@ class HttpTransport:
         for path in ("/health", "/ready"):
             app.router.add_get(path, self.ready)
         app.router.add_get("/live", self.live)
+        app.router.add_get("/openapi.json", self.openapi)
         return app
 
     @web.middleware
@@ -181,6 +186,7 @@ class HttpTransport:
                 body = await self._read(request)
                 rerank_request, timeout = build(body), _timeout(request, body)
                 record.model = model_label(self.service, rerank_request.model)
+                choice = self.service.choose_model(rerank_request.model)
                 log.debug("http rerank path=%s model=%s documents=%d", request.path, record.model,
                           len(rerank_request.documents))
                 if self.config.log_documents:  # opt-in only: texts may be personal data
@@ -189,7 +195,11 @@ class HttpTransport:
                 response = await self.service.rerank(rerank_request, timeout)
                 payload = answer(body, rerank_request, response)
                 record.finish(OK)
-                return web.json_response(payload, dumps=_dumps)
+                headers = {}
+                if choice.how == "fallback":
+                    headers[FALLBACK_HEADER] = (f"model {rerank_request.model!r} is not served; scored with "
+                                                f"{choice.served!r} (accept_any_model)")
+                return web.json_response(payload, dumps=_dumps, headers=headers)
             except Exception as exc:  # noqa: BLE001 - every error becomes a status
                 error = to_http(exc)
                 record.finish(error.grpc_code)
@@ -199,18 +209,28 @@ class HttpTransport:
         return await self._score(request, _cohere_request, _cohere_answer)
 
     async def rerank_tei(self, request: web.Request) -> web.Response:
-        return await self._score(request, _tei_request, _tei_answer)
+        """TEI's route; infinity and others post the Cohere/Jina body here, told apart by its fields."""
+        return await self._score(request, _any_request, _any_answer)
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        from rescore_sidecar.sidecar.transport.openapi import sidecar_document
+
+        return web.json_response(sidecar_document())
 
     async def models(self, request: web.Request) -> web.Response:
         if self.service is None:
             return _json_error(to_http(NotReady("models are still loading")))
         listed = self.service.list_models()
+        aliases: dict[str, list[str]] = {}
+        for alias, served in sorted(self.service.aliases.items()):
+            aliases.setdefault(served, []).append(alias)
         return web.json_response({
             "object": "list",
             "data": [{"id": m.name, "object": "model", "owned_by": "rescore-sidecar",
                       "kind": pb.ModelKind.Name(m.kind).removeprefix("MODEL_KIND_").lower().replace("_", "-"),
                       "source": m.source, "max_length": m.max_length, "max_query_tokens": m.max_query_tokens,
-                      "dtype": m.dtype, "device": m.device, "default": m.is_default} for m in listed.models],
+                      "dtype": m.dtype, "device": m.device, "default": m.is_default,
+                      "aliases": aliases.get(m.name, [])} for m in listed.models],
             "max_documents": listed.max_documents,
             "max_request_bytes": listed.max_request_bytes,
         })
@@ -229,21 +249,40 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def _positive(body: dict[str, Any], name: str) -> int | None:
+    value = _get(body, name, int)
+    if value is not None and value < 1:
+        raise FieldError(name, f"must be at least 1, not {value}")
+    return value
+
+
+def _unsupported(body: dict[str, Any]) -> None:
+    """A field of a client's schema that we cannot honour is a 400 naming it, never silently dropped."""
+    for name, why in schemas.UNSUPPORTED.items():
+        if body.get(name) is not None:
+            raise FieldError(name, f"is not supported: {why}")
+
+
 def _common(body: dict[str, Any], texts: list[str], raw: bool, top_n: int | None) -> pb.RerankRequest:
+    _unsupported(body)
     model = _unicode("model", _get(body, "model", str, ""))
-    if top_n is not None and top_n < 1:
-        raise FieldError("top_n", f"must be at least 1, not {top_n}")
     if top_n is not None:
         top_n = min(top_n, len(texts))  # Cohere's rule; also keeps it inside protobuf's int32
+    max_tokens = _positive(body, "max_tokens_per_doc")
     return pb.RerankRequest(
         query=_query(body), documents=[pb.Document(text=text) for text in texts], model=model,
-        top_n=top_n or 0, score_mode=pb.SCORE_MODE_RAW if raw else pb.SCORE_MODE_NORMALIZED)
+        top_n=top_n or 0, score_mode=pb.SCORE_MODE_RAW if raw else pb.SCORE_MODE_NORMALIZED,
+        max_document_tokens=min(max_tokens, 2**32 - 1) if max_tokens else 0)
 
 
 def _cohere_request(body: dict[str, Any]) -> pb.RerankRequest:
     texts = _texts(body, "documents")
     _get(body, "return_documents", bool)
-    return _common(body, texts, _get(body, "raw_scores", bool, False), _get(body, "top_n", int))
+    rank_fields = _get(body, "rank_fields", list)
+    if rank_fields is not None and rank_fields != ["text"]:
+        raise FieldError("rank_fields", f"only [\"text\"] is supported (the document's text is what the "
+                                        f"model reads), not {rank_fields!r}")
+    return _common(body, texts, _get(body, "raw_scores", bool, False), _positive(body, "top_n"))
 
 
 def _cohere_answer(body: dict[str, Any], request: pb.RerankRequest, response: pb.RerankResponse) -> dict[str, Any]:
@@ -254,15 +293,43 @@ def _cohere_answer(body: dict[str, Any], request: pb.RerankRequest, response: pb
         if with_docs:
             item["document"] = {"text": request.documents[result.index].text}
         results.append(item)
-    return {"id": str(uuid.uuid4()), "model": response.model, "results": results,
-            "usage": {"truncated_documents": response.truncated_documents},
-            "meta": {"billed_units": {"search_units": 1}}}
+    tokens = response.input_tokens
+    # Each API's own convention for the same count: OpenAI/infinity and Jina read `usage`, Cohere `meta`.
+    return {"id": str(uuid.uuid4()), "object": "rerank", "created": int(time.time()), "model": response.model,
+            "results": results,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens,
+                      "truncated_documents": response.truncated_documents},
+            "meta": {"api_version": {"version": "2"},
+                     "billed_units": {"search_units": 1, "input_tokens": tokens},
+                     "tokens": {"input_tokens": tokens, "output_tokens": 0}}}
 
 
 def _tei_request(body: dict[str, Any]) -> pb.RerankRequest:
     texts = _texts(body, "texts")
     _get(body, "truncate", bool), _get(body, "return_text", bool)  # type errors before scoring
+    direction = _get(body, "truncation_direction", str)
+    if direction is not None and direction.lower() != "right":
+        raise FieldError("truncation_direction", f"only \"Right\" is supported (the end of a document is cut), "
+                                                 f"not {direction!r}")
     return _common(body, texts, _get(body, "raw_scores", bool, False), None)
+
+
+def _is_tei(body: dict[str, Any]) -> bool:
+    """Which shape a `/rerank` body is: `texts` (TEI) or `documents` (Cohere/Jina, as infinity sends)."""
+    has_texts, has_documents = body.get("texts") is not None, body.get("documents") is not None
+    if has_texts and has_documents:
+        raise FieldError("body", "has both texts (the TEI shape) and documents (the Cohere/Jina shape); send one")
+    if not has_texts and not has_documents:
+        raise FieldError("texts", "is required (or documents, for the Cohere/Jina shape)")
+    return has_texts
+
+
+def _any_request(body: dict[str, Any]) -> pb.RerankRequest:
+    return _tei_request(body) if _is_tei(body) else _cohere_request(body)
+
+
+def _any_answer(body: dict[str, Any], request: pb.RerankRequest, response: pb.RerankResponse) -> Any:
+    return (_tei_answer if _is_tei(body) else _cohere_answer)(body, request, response)
 
 
 def _tei_answer(body: dict[str, Any], request: pb.RerankRequest, response: pb.RerankResponse) -> list[dict[str, Any]]:
