@@ -58,6 +58,10 @@ async def handle(request: web.BaseRequest, state: ProxyState) -> web.StreamRespo
         if route == routes.METRICS:
             data, content_type = state.metrics.render()
             return web.Response(body=data, headers={"Content-Type": content_type})
+        if route == routes.OPENAPI:
+            from rescore_sidecar.connectors.proxy.openapi import proxy_document
+
+            return web.json_response(proxy_document())
         if request.headers.get("Expect", "").lower() == "100-continue":
             # The proxy answers Expect itself (the header is not forwarded): refuse a body that
             # is too large before the client sends it, or invite it.

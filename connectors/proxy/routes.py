@@ -7,6 +7,7 @@ SEARCH = "search"
 MSEARCH = "msearch"
 HEALTH = "health"
 METRICS = "metrics"
+OPENAPI = "openapi"
 OTHER = "other"
 
 # Query-string parameter that toggles rescoring; removed before the engine sees the request.
@@ -24,6 +25,8 @@ def classify(method: str, raw_path: str) -> str:
         return HEALTH
     if parts == ["_rescore", "metrics"] and method == "GET":
         return METRICS
+    if parts == ["_rescore", "openapi.json"] and method == "GET":
+        return OPENAPI
     if method not in ("GET", "POST") or not parts or len(parts) > 2:
         return OTHER
     # Index names never start with "_", so `/_all/_search` is the only "_" target allowed.
