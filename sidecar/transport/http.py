@@ -213,9 +213,12 @@ class HttpTransport:
         return await self._score(request, _any_request, _any_answer)
 
     async def openapi(self, request: web.Request) -> web.Response:
-        from rescore_sidecar.sidecar.transport.openapi import sidecar_document
+        from rescore_sidecar.sidecar.transport.openapi import served_document
 
-        return web.json_response(sidecar_document())
+        names = None
+        if self.service is not None and not self.config.accept_any_model:
+            names = [*self.service.backends, *self.service.aliases]
+        return web.json_response(served_document(names, self.config.max_documents))
 
     async def models(self, request: web.Request) -> web.Response:
         if self.service is None:
@@ -250,6 +253,9 @@ def _dumps(value: Any) -> str:
 
 
 def _positive(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if isinstance(value, float) and value.is_integer():  # 5.0 is an integer to JSON Schema, so to us
+        value = body[name] = int(value)
     value = _get(body, name, int)
     if value is not None and value < 1:
         raise FieldError(name, f"must be at least 1, not {value}")
@@ -279,7 +285,7 @@ def _cohere_request(body: dict[str, Any]) -> pb.RerankRequest:
     texts = _texts(body, "documents")
     _get(body, "return_documents", bool)
     rank_fields = _get(body, "rank_fields", list)
-    if rank_fields is not None and rank_fields != ["text"]:
+    if rank_fields is not None and any(name != "text" for name in rank_fields):
         raise FieldError("rank_fields", f"only [\"text\"] is supported (the document's text is what the "
                                         f"model reads), not {rank_fields!r}")
     return _common(body, texts, _get(body, "raw_scores", bool, False), _positive(body, "top_n"))

@@ -4,13 +4,15 @@ docs/openapi/sidecar.json (`scripts/gen_openapi.py` writes it, a unit test fails
 """
 from __future__ import annotations
 
-from typing import Any
+import copy
+from typing import Any, Sequence
 
 from rescore_sidecar.sidecar.transport import http_schemas as schemas
 from rescore_sidecar.sidecar.transport.errors import ANSWERS
 
 API_VERSION = "1"  # of the document's shapes, not of the package: a checked-in file must not churn per release
 _JSON = "application/json"
+_POSITIVE_NUMBER = r"^\s*(0*[1-9][0-9]*(\.[0-9]*)?|0*\.[0-9]*[1-9][0-9]*)\s*$"  # what float() takes, above 0
 
 # Statuses any rerank call may answer besides 200, from the one error table (plus the HTTP layer's own).
 _RERANK_ERRORS = sorted({answer.http_status for answer in ANSWERS.values()} | {401})
@@ -29,7 +31,8 @@ def _rerank(summary: str, request: str, answer: dict[str, Any]) -> dict[str, Any
     return {"post": {
         "summary": summary,
         "parameters": [{"name": "X-Request-Timeout-Ms", "in": "header", "required": False,
-                        "schema": {"type": "string"}, "description": "the client's deadline in milliseconds"}],
+                        "schema": {"type": "string", "pattern": _POSITIVE_NUMBER},
+                        "description": "the client's deadline in milliseconds (the smaller of it and timeout_ms)"}],
         "requestBody": {"required": True, "content": {_JSON: {"schema": {"$ref": f"#/components/schemas/{request}"}}}},
         "responses": {"200": {"description": "scored, best first", "content": {_JSON: {"schema": answer}}},
                       **_error_responses(_RERANK_ERRORS)},
@@ -41,6 +44,19 @@ def _get(summary: str, schema: dict[str, Any], statuses: dict[str, str] | None =
     responses: dict[str, Any] = {code: {"description": text, "content": {_JSON: {"schema": schema}}}
                                  for code, text in (statuses or {"200": "OK"}).items()}
     return {"get": {"summary": summary, "responses": {**responses, **_error_responses(errors or [])}}}
+
+
+def served_document(models: Sequence[str] | None, max_documents: int) -> dict[str, Any]:
+    """The document as one running sidecar serves it: `model` narrowed to the names it answers (None:
+    any name, with accept_any_model) and the document arrays to its max_documents, so a client
+    generator or fuzzer knows what this server accepts. The checked-in document stays general."""
+    document = copy.deepcopy(sidecar_document())
+    for name, array in (("CohereRequest", "documents"), ("TeiRequest", "texts")):
+        properties = document["components"]["schemas"][name]["properties"]
+        properties[array]["maxItems"] = max_documents
+        if models is not None:
+            properties["model"] = {**properties["model"], "enum": sorted(models)}
+    return document
 
 
 def sidecar_document() -> dict[str, Any]:

@@ -45,3 +45,14 @@ def test_every_proxy_endpoint_is_documented():
     documented = {(method.upper(), path) for path, item in proxy_document()["paths"].items() for method in item}
     own = {routes.HEALTH, routes.METRICS, routes.OPENAPI}
     assert {routes.classify(method, path) for method, path in documented} == own
+
+
+def test_served_document_narrows_models_and_documents_to_this_server():
+    from rescore_sidecar.sidecar.transport.openapi import served_document
+
+    schemas = served_document(["ce", "rerank-v3.5"], 16)["components"]["schemas"]
+    assert schemas["CohereRequest"]["properties"]["model"]["enum"] == ["ce", "rerank-v3.5"]
+    assert schemas["TeiRequest"]["properties"]["texts"]["maxItems"] == 16
+    anything = served_document(None, 16)["components"]["schemas"]["CohereRequest"]["properties"]["model"]
+    assert "enum" not in anything  # accept_any_model: every name is served
+    assert "enum" not in sidecar_document()["components"]["schemas"]["CohereRequest"]["properties"]["model"]
