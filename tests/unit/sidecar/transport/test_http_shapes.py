@@ -106,3 +106,9 @@ async def test_fields_we_cannot_honour_are_a_400_naming_them(short_cross_encoder
         accepted = await client.post(path, json={"query": QUERY, docs_key: DOCS, "rank_fields": ["text"],
                                                  "truncation_direction": "Right"})
         assert accepted.status == 200, await accepted.text()
+
+
+async def test_an_alias_of_a_model_not_served_stops_the_start(short_cross_encoder):
+    with pytest.raises(ValueError, match="model_aliases name models that are not served"):
+        async with http_sidecar(short_cross_encoder, model_aliases={"rerank-v3.5": "typo"}):
+            pass
