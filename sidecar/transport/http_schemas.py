@@ -1,6 +1,6 @@
 """The HTTP API's request and response shapes as JSON Schema: the one source of truth that
 transport/openapi.py turns into the OpenAPI document (served at /openapi.json, checked in under
-docs/openapi/). The handlers in transport/http.py accept exactly these shapes; the schemathesis run
+docs/openapi/). transport/http_bodies.py parses exactly these shapes; the schemathesis run
 in tests/integration/test_http_fuzz.py fails when the two disagree.
 
 Fields of the Cohere v1/v2, Jina, TEI and infinity request schemas are each either honoured or
