@@ -45,11 +45,12 @@ class GrpcTransport:
                 if self.service.config.log_documents:  # opt-in only: texts may be personal data
                     log.info("rerank request_id=%s query=%r documents=%r", request.request_id, request.query,
                              [doc.text for doc in request.documents])
-                choice = self.service.choose_model(request.model)
                 response = await self.service.rerank(request, context.time_remaining())
-                if choice.how == "fallback":  # accept_any_model: say so, as the HTTP port's header does
+                if request.model and request.model != response.model \
+                        and self.service.choose_model(request.model).how == "fallback":
+                    # accept_any_model: say so, as the HTTP port's header does
                     context.set_trailing_metadata(((FALLBACK_METADATA, f"model {request.model!r} is not served; "
-                                                    f"scored with {choice.served!r} (accept_any_model)"),))
+                                                    f"scored with {response.model!r} (accept_any_model)"),))
                 record.finish(OK)
                 return response
             except Exception as exc:  # noqa: BLE001 - every error becomes a status

@@ -130,7 +130,6 @@ class HttpTransport:
                 body = await self._read(request)
                 rerank_request, timeout = build(body), _timeout(request, body)
                 record.model = model_label(self.service, rerank_request.model)
-                choice = self.service.choose_model(rerank_request.model)
                 log.debug("http rerank path=%s model=%s documents=%d", request.path, record.model,
                           len(rerank_request.documents))
                 if self.config.log_documents:  # opt-in only: texts may be personal data
@@ -140,9 +139,10 @@ class HttpTransport:
                 payload = answer(body, rerank_request, response)
                 record.finish(OK)
                 headers = {}
-                if choice.how == "fallback":
-                    headers[FALLBACK_HEADER] = (f"model {rerank_request.model!r} is not served; scored with "
-                                                f"{choice.served!r} (accept_any_model)")
+                requested = rerank_request.model
+                if requested and requested != response.model and self.service.choose_model(requested).how == "fallback":
+                    headers[FALLBACK_HEADER] = (f"model {requested!r} is not served; scored with "
+                                                f"{response.model!r} (accept_any_model)")
                 return web.json_response(payload, dumps=_dumps, headers=headers)
             except Exception as exc:  # noqa: BLE001 - every error becomes a status
                 error = to_http(exc)
