@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make demo` (main job) and `make test` (everything CI runs).
 PY := .venv/bin/python
 
-.PHONY: setup demo serve test unit integration deploy proto unasync bench images
+.PHONY: setup demo serve test unit integration deploy proto unasync openapi bench images
 
 setup:
 	@scripts/bootstrap.sh
@@ -30,6 +30,10 @@ proto: setup
 # The sync connectors modules from their connectors/_async/ sources (a unit test fails when stale).
 unasync: setup
 	$(PY) scripts/unasync.py
+
+# docs/openapi/*.json from the code that serves them (a unit test fails when stale).
+openapi: setup
+	$(PY) scripts/gen_openapi.py
 
 bench: setup
 	$(PY) bench/sidecar_throughput.py $(ARGS)

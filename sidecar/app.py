@@ -114,6 +114,9 @@ class Sidecar:
         default = cfg.default_model or next(iter(backends))
         if default not in backends:
             raise ValueError(f"default_model {default!r} is not among the served models {sorted(backends)}")
+        unknown = {alias: served for alias, served in cfg.model_aliases.items() if served not in backends}
+        if unknown:
+            raise ValueError(f"model_aliases name models that are not served: {unknown}; served: {sorted(backends)}")
         cache = ScoreCache(int(cfg.cache_bytes)) if cfg.cache_bytes else None
         self.service = RerankService(cfg, backends, self._queues, tokenize_pool, default, cache)
         transport.service = self.service
@@ -193,7 +196,9 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="YAML file with settings (env RESCORE_CONFIG)")
     parser.add_argument("--model", dest="models", action="append", metavar="[NAME=]SOURCE",
                         help="hub id or local path; repeat to serve several; the first is the default")
-    settings.add_flags(parser, SidecarConfig, skip=("models",))
+    parser.add_argument("--model-alias", dest="model_aliases", action="append", metavar="NAME=SERVED",
+                        help="another name for a served model (a hosted name clients send); repeatable")
+    settings.add_flags(parser, SidecarConfig, skip=("models", "model_aliases"))
     return parser
 
 

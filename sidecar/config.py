@@ -93,6 +93,12 @@ class SidecarConfig(BaseSettings):
     models: Annotated[list[ModelSpec], NoDecode] = Field(
         default_factory=list, description="models to serve; the first is the default; none = bundled all-MiniLM-L6-v2")
     default_model: str = Field("", description="name of the default model (default: the first)")
+    model_aliases: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, description="other names for served models, NAME=SERVED (e.g. rerank-v3.5=ce): "
+                                          "the hosted names clients send by default")
+    accept_any_model: bool = Field(False, description=(
+        "score a request for an unknown model name with the default model (said in the X-Rescore-Model-Fallback "
+        "header and the log) instead of answering 404; off: a typo should fail loudly"))
     host: str = "0.0.0.0"
     port: int = Field(50051, ge=0, le=65535)
     http_port: int = Field(0, ge=0, le=65535, description="HTTP rerank API port (Cohere/Jina/TEI shapes, on host); 0 = off")
@@ -140,6 +146,25 @@ class SidecarConfig(BaseSettings):
                     groups.append(part)
             value = groups
         return [ModelSpec.parse(item) for item in value]
+
+    @field_validator("model_aliases", mode="before")
+    @classmethod
+    def _parse_aliases(cls, value: Any) -> dict[str, str]:
+        """`NAME=SERVED` strings (a flag per alias, or comma-separated in the environment) or a mapping."""
+        if value is None:
+            return {}
+        if isinstance(value, Mapping):
+            return {str(k).strip(): str(v).strip() for k, v in value.items()}
+        items = value.split(",") if isinstance(value, str) else list(value)
+        aliases: dict[str, str] = {}
+        for item in (str(i).strip() for i in items):
+            name, sep, served = item.partition("=")
+            if not item:
+                continue
+            if not sep or not name.strip() or not served.strip():
+                raise ValueError(f"model alias {item!r}: expected NAME=SERVED")
+            aliases[name.strip()] = served.strip()
+        return aliases
 
     @model_validator(mode="after")
     def _check_tls(self) -> SidecarConfig:

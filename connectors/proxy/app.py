@@ -58,6 +58,19 @@ async def handle(request: web.BaseRequest, state: ProxyState) -> web.StreamRespo
         if route == routes.METRICS:
             data, content_type = state.metrics.render()
             return web.Response(body=data, headers={"Content-Type": content_type})
+        if route == routes.OWN_UNKNOWN:
+            parts = [part for part in raw_path.split("/") if part]
+            allowed = routes.OWN_METHODS.get(parts[1]) if len(parts) == 2 else None
+            if allowed is None:
+                return error_response(404, "proxy_not_found", f"no proxy endpoint {raw_path}")
+            response = error_response(405, "proxy_method_not_allowed", f"{request.method} {raw_path}: use "
+                                      + " or ".join(allowed))
+            response.headers["Allow"] = ", ".join(allowed)
+            return response
+        if route == routes.OPENAPI:
+            from rescore_sidecar.connectors.proxy.openapi import proxy_document
+
+            return web.json_response(proxy_document())
         if request.headers.get("Expect", "").lower() == "100-continue":
             # The proxy answers Expect itself (the header is not forwarded): refuse a body that
             # is too large before the client sends it, or invite it.

@@ -7,6 +7,10 @@ SEARCH = "search"
 MSEARCH = "msearch"
 HEALTH = "health"
 METRICS = "metrics"
+OPENAPI = "openapi"
+OWN_UNKNOWN = "own_unknown"  # another method or path under /_rescore/: the proxy's namespace, never the engine's
+# The proxy's own paths and the methods each answers.
+OWN_METHODS = {"health": ("GET", "HEAD"), "metrics": ("GET",), "openapi.json": ("GET",)}
 OTHER = "other"
 
 # Query-string parameter that toggles rescoring; removed before the engine sees the request.
@@ -24,6 +28,10 @@ def classify(method: str, raw_path: str) -> str:
         return HEALTH
     if parts == ["_rescore", "metrics"] and method == "GET":
         return METRICS
+    if parts == ["_rescore", "openapi.json"] and method == "GET":
+        return OPENAPI
+    if parts and unquote(parts[0]) == "_rescore":
+        return OWN_UNKNOWN
     if method not in ("GET", "POST") or not parts or len(parts) > 2:
         return OTHER
     # Index names never start with "_", so `/_all/_search` is the only "_" target allowed.

@@ -18,6 +18,7 @@ OK = "OK"
 class ServesModels(Protocol):
     backends: dict
     default_model: str
+    aliases: dict  # other names -> served name (model_aliases)
 
 
 def model_label(service: ServesModels | None, requested: str) -> str:
@@ -26,6 +27,7 @@ def model_label(service: ServesModels | None, requested: str) -> str:
     if service is None:
         return UNKNOWN_MODEL
     name = requested or service.default_model
+    name = getattr(service, "aliases", {}).get(name, name)  # an alias counts as the model it serves
     return name if name in service.backends else UNKNOWN_MODEL
 
 

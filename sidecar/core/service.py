@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import time
 from typing import Mapping
@@ -25,6 +26,15 @@ from rescore_sidecar.sidecar.core.tokenization import TokenizedRequest, tokenize
 log = logging.getLogger(__name__)
 
 _SCORE_MODES = {pb.SCORE_MODE_UNSPECIFIED, pb.SCORE_MODE_NORMALIZED, pb.SCORE_MODE_RAW}
+_FALLBACK_LOGGED_MAX = 256  # distinct unknown names logged at WARNING; later ones at DEBUG (log volume)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelChoice:
+    """Which served model a request's model name selects, and how."""
+
+    served: str
+    how: str  # "default" (no name), "name", "alias" (model_aliases) or "fallback" (accept_any_model)
 
 
 def scores_from_rows(backend: Backend, rows: list[np.ndarray], raw: bool) -> list[float]:
@@ -61,6 +71,31 @@ class RerankService:
         self._tokenize_pool = tokenize_pool
         self.draining = False
         self.in_flight = 0  # Rerank calls between validation and response, for the drain
+        self.aliases = dict(config.model_aliases)
+        self._fallbacks_logged: set[str] = set()
+
+    def choose_model(self, requested: str) -> ModelChoice:
+        """The served model for a request's model name: its own, an alias's, or with accept_any_model
+        the default one; else ModelNotFound naming what is served."""
+        if not requested:
+            return ModelChoice(self.default_model, "default")
+        if requested in self.backends:
+            return ModelChoice(requested, "name")
+        aliases = self.aliases
+        if requested in aliases:
+            return ModelChoice(aliases[requested], "alias")
+        if self.config.accept_any_model:
+            level = logging.DEBUG
+            if requested not in self._fallbacks_logged and len(self._fallbacks_logged) < _FALLBACK_LOGGED_MAX:
+                self._fallbacks_logged.add(requested)
+                level = logging.WARNING
+            log.log(level, "model %r is not served; scoring with the default model %r (accept_any_model)",
+                    requested, self.default_model)
+            return ModelChoice(self.default_model, "fallback")
+        also = f"; aliases: {', '.join(sorted(aliases))}" if aliases else ""
+        raise ModelNotFound(f"model {requested!r} is not served here; served models: "
+                            f"{', '.join(sorted(self.backends))}{also} (an operator can map hosted names with "
+                            f"--model-alias NAME=SERVED)")
 
     async def rerank(self, request: pb.RerankRequest, time_remaining: float | None = None) -> pb.RerankResponse:
         backend = self._validate(request, time_remaining)
@@ -85,10 +120,7 @@ class RerankService:
             raise RequestTooLarge(f"request is {size} bytes; the limit is {cfg.max_request_bytes}")
         if request.score_mode not in _SCORE_MODES:
             raise InvalidRequest(f"unknown score_mode {request.score_mode}")
-        name = request.model or self.default_model
-        backend = self.backends.get(name)
-        if backend is None:
-            raise ModelNotFound(f"model {name!r} is not served here; served models: {', '.join(sorted(self.backends))}")
+        backend = self.backends[self.choose_model(request.model).served]
         if time_remaining is not None and time_remaining * 1000 < cfg.min_deadline_ms:
             raise DeadlineTooShort(
                 f"{time_remaining * 1000:.1f} ms left is below the {cfg.min_deadline_ms:g} ms this server needs")
@@ -107,14 +139,15 @@ class RerankService:
         # bypass_cache: no keys, so _rows neither reads nor fills the cache (a measured request pays full compute).
         namespace = None if request.bypass_cache else self._namespaces.get(backend.name)
         tokenized, keys = await loop.run_in_executor(
-            self._tokenize_pool, _prepare, backend, request.query, texts, request.max_query_tokens, namespace)
+            self._tokenize_pool, _prepare, backend, request.query, texts, request.max_query_tokens,
+            request.max_document_tokens, namespace)
         if request.bypass_cache and self.cache is not None:
             metrics.CACHE_BYPASSED.labels(backend.name).inc(len(tokenized.sequences))
         tokenize_seconds = time.perf_counter() - started
         rows, job = await self._rows(backend, queue, tokenized.sequences, keys, deadline)
 
         scores = scores_from_rows(backend, rows, raw=request.score_mode == pb.SCORE_MODE_RAW)
-        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+        order = rank_order(scores)
         if request.top_n:
             order = order[: request.top_n]
         truncated_count = sum(tokenized.truncated)
@@ -134,6 +167,7 @@ class RerankService:
             truncated_documents=truncated_count,
             query_truncated=tokenized.query_truncated,
             request_id=request.request_id,
+            input_tokens=sum(len(sequence.ids) for sequence in tokenized.sequences),
             timings=pb.Timings(queue_ms=queue_seconds * 1000, tokenize_ms=tokenize_seconds * 1000,
                                compute_ms=compute_seconds * 1000, total_ms=(finished - received) * 1000),
         )
@@ -180,10 +214,18 @@ class RerankService:
         )
 
 
-def _prepare(backend: Backend, query: str, texts: list[str], max_query_tokens: int,
+def rank_order(scores: list[float]) -> list[int]:
+    """Document indexes best first, by the scores as sent (protobuf float is float32): two scores
+    that differ below float32 resolution arrive equal, so they must rank as equal, lower index first,
+    or a client that re-sorts by score shows another order than ours."""
+    sent = np.asarray(scores, dtype=np.float32).tolist()
+    return sorted(range(len(scores)), key=lambda i: (-sent[i], i))
+
+
+def _prepare(backend: Backend, query: str, texts: list[str], max_query_tokens: int, max_document_tokens: int,
              namespace: bytes | None) -> tuple[TokenizedRequest, list[bytes] | None]:
     """Tokenizes and, with the cache on, computes the sequences' cache keys (tokenizer pool)."""
-    tokenized = tokenize_request(backend, query, texts, max_query_tokens)
+    tokenized = tokenize_request(backend, query, texts, max_query_tokens, max_document_tokens)
     return tokenized, cache_keys(namespace, tokenized.sequences) if namespace is not None else None
 
 

@@ -120,19 +120,21 @@ def _encode(tokenizer, texts: list[str]) -> list[list[int]]:
 
 
 def tokenize_request(backend: Backend, query: str, documents: Sequence[str],
-                     max_query_tokens: int = 0) -> TokenizedRequest:
+                     max_query_tokens: int = 0, max_document_tokens: int = 0) -> TokenizedRequest:
+    """`max_document_tokens` (0 = none) caps each document's own tokens below what the model fits."""
     tokenizer = backend.tokenizer
     if backend.kind == BI_ENCODER:
         limit = backend.max_length - tokenizer.post_processor.num_special_tokens_to_add(False) \
             if tokenizer.post_processor else backend.max_length
+        limits = [limit] + [min(limit, max_document_tokens) if max_document_tokens else limit] * len(documents)
         template = template_for(tokenizer, pair=False)
         if template is None:
-            sequences, cut = _tokenize_single_with_post_process(tokenizer, limit, [query, *documents])
+            sequences, cut = _tokenize_single_with_post_process(tokenizer, limits, [query, *documents])
             return TokenizedRequest(sequences, truncated=cut[1:], query_truncated=cut[0])
-        clipped = [_clip(text, limit) for text in [query, *documents]]
+        clipped = [_clip(text, cap) for text, cap in zip([query, *documents], limits)]
         all_ids = _encode(tokenizer, [text for text, _ in clipped])
-        cut = [len(ids) > limit or was_clipped for ids, (_, was_clipped) in zip(all_ids, clipped)]
-        sequences = [template.build(ids[:limit], None) for ids in all_ids]
+        cut = [len(ids) > cap or was_clipped for ids, cap, (_, was_clipped) in zip(all_ids, limits, clipped)]
+        sequences = [template.build(ids[:cap], None) for ids, cap in zip(all_ids, limits)]
         return TokenizedRequest(sequences, truncated=cut[1:], query_truncated=cut[0])
 
     query_budget = backend.max_query_tokens
@@ -140,13 +142,16 @@ def tokenize_request(backend: Backend, query: str, documents: Sequence[str],
         query_budget = min(query_budget, max_query_tokens)
     template = template_for(tokenizer, pair=True)
     if template is None:
-        return _tokenize_pairs_with_post_process(tokenizer, backend.max_length, query_budget, query, documents)
+        return _tokenize_pairs_with_post_process(tokenizer, backend.max_length, query_budget, query, documents,
+                                                 max_document_tokens)
     query, query_clipped = _clip(query, query_budget)
     (query_ids,) = _encode(tokenizer, [query])
     query_truncated = len(query_ids) > query_budget or query_clipped
     query_ids = query_ids[:query_budget]
     specials = tokenizer.post_processor.num_special_tokens_to_add(True) if tokenizer.post_processor else 0
     doc_budget = max(backend.max_length - len(query_ids) - specials, 1)
+    if max_document_tokens:
+        doc_budget = min(doc_budget, max_document_tokens)
     clipped = [_clip(text, doc_budget) for text in documents]
     doc_ids = _encode(tokenizer, [text for text, _ in clipped])
     truncated = [len(ids) > doc_budget or was_clipped for ids, (_, was_clipped) in zip(doc_ids, clipped)]
@@ -165,10 +170,10 @@ def _cut(encoding, limit: int) -> bool:
     return True
 
 
-def _tokenize_single_with_post_process(tokenizer, limit: int, texts: list[str]) -> tuple[list, list[bool]]:
-    clipped = [_clip(text, limit) for text in texts]
+def _tokenize_single_with_post_process(tokenizer, limits: list[int], texts: list[str]) -> tuple[list, list[bool]]:
+    clipped = [_clip(text, limit) for text, limit in zip(texts, limits)]
     encodings = tokenizer.encode_batch([text for text, _ in clipped], add_special_tokens=False)
-    cut = [_cut(enc, limit) or was_clipped for enc, (_, was_clipped) in zip(encodings, clipped)]
+    cut = [_cut(enc, limit) or was_clipped for enc, limit, (_, was_clipped) in zip(encodings, limits, clipped)]
     sequences = []
     for enc in encodings:
         full = tokenizer.post_process(enc, None, add_special_tokens=True)
@@ -177,12 +182,14 @@ def _tokenize_single_with_post_process(tokenizer, limit: int, texts: list[str]) 
 
 
 def _tokenize_pairs_with_post_process(tokenizer, max_length: int, query_budget: int, query: str,
-                                      documents: Sequence[str]) -> TokenizedRequest:
+                                      documents: Sequence[str], max_document_tokens: int = 0) -> TokenizedRequest:
     query, query_clipped = _clip(query, query_budget)
     query_enc = tokenizer.encode(query, add_special_tokens=False)
     query_truncated = _cut(query_enc, query_budget) or query_clipped
     specials = tokenizer.post_processor.num_special_tokens_to_add(True) if tokenizer.post_processor else 0
     doc_budget = max(max_length - len(query_enc) - specials, 1)
+    if max_document_tokens:
+        doc_budget = min(doc_budget, max_document_tokens)
     clipped = [_clip(text, doc_budget) for text in documents]
     doc_encs = tokenizer.encode_batch([text for text, _ in clipped], add_special_tokens=False)
     truncated = [_cut(enc, doc_budget) or was_clipped for enc, (_, was_clipped) in zip(doc_encs, clipped)]

@@ -18,6 +18,9 @@ log = logging.getLogger("sidecar")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Reranker"].full_name  # "rescore.v1.Reranker"
 
 
+FALLBACK_METADATA = "x-rescore-model-fallback"
+
+
 class GrpcTransport:
     """Adapts RerankService to grpc.aio handlers."""
 
@@ -43,6 +46,11 @@ class GrpcTransport:
                     log.info("rerank request_id=%s query=%r documents=%r", request.request_id, request.query,
                              [doc.text for doc in request.documents])
                 response = await self.service.rerank(request, context.time_remaining())
+                if request.model and request.model != response.model \
+                        and self.service.choose_model(request.model).how == "fallback":
+                    # accept_any_model: say so, as the HTTP port's header does
+                    context.set_trailing_metadata(((FALLBACK_METADATA, f"model {request.model!r} is not served; "
+                                                    f"scored with {response.model!r} (accept_any_model)"),))
                 record.finish(OK)
                 return response
             except Exception as exc:  # noqa: BLE001 - every error becomes a status

@@ -1,11 +1,12 @@
 """HTTP transport: the rerank APIs the ecosystem speaks, over the same RerankService as gRPC.
 
 - `POST /v1/rerank` (Jina / Cohere v1) and `POST /v2/rerank` (Cohere v2):
-  `{model?, query, documents: [str | {text}], top_n?, return_documents?, raw_scores?, timeout_ms?, bypass_cache?}`
-  -> `{id, model, results: [{index, relevance_score, document?}], usage, meta}`
-- `POST /rerank` (text-embeddings-inference): `{query, texts, raw_scores?, return_text?, truncate?, bypass_cache?}`
-  -> `[{index, score, text?}]`
-- `GET /v1/models`; `GET /health` and `/ready` (200 exactly when gRPC health is SERVING), `/live`.
+  `{model?, query, documents: [str | {text}], top_n?, return_documents?, max_tokens_per_doc?, raw_scores?,
+  timeout_ms?, bypass_cache?}` -> `{id, object, model, results: [{index, relevance_score, document?}], usage, meta}`
+- `POST /rerank`: the text-embeddings-inference body `{query, texts, raw_scores?, return_text?, truncate?, bypass_cache?}`
+  -> `[{index, score, text?}]`, or the Cohere/Jina body (`documents`, as infinity sends) -> its answer.
+- `GET /v1/models`; `GET /health` and `/ready` (200 exactly when gRPC health is SERVING), `/live`;
+  `GET /openapi.json` (transport/openapi.py, from the shapes in transport/http_schemas.py).
 
 Only translation lives here: every request becomes a rescore.v1.RerankRequest for
 RerankService.rerank (same validation, queue, batching, limits and metrics as gRPC), and every
@@ -16,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import uuid
 from typing import Any, Callable
 
 from aiohttp import web
@@ -27,6 +27,7 @@ from rescore_sidecar.sidecar.core.accounting import OK, accounted_request, model
 from rescore_sidecar.sidecar.core.errors import NotReady, RequestTooLarge
 from rescore_sidecar.sidecar.core.service import RerankService
 from rescore_sidecar.sidecar.transport.errors import to_http
+from rescore_sidecar.sidecar.transport.http_bodies import any_answer, any_request, cohere_answer, cohere_request, get_field
 from rescore_sidecar.sidecar.transport.http_errors import FieldError, HttpError
 from rescore_sidecar.sidecar.transport.security import http_ssl_context, request_is_authorized
 
@@ -35,6 +36,7 @@ log = logging.getLogger("sidecar.http")
 TIMEOUT_HEADER = "X-Request-Timeout-Ms"
 BYPASS_HEADER = "X-Bypass-Cache"  # same as the body's `bypass_cache` (for clients that cannot add a field)
 _TRUTHS = {"true": True, "1": True, "false": False, "0": False}
+FALLBACK_HEADER = "X-Rescore-Model-Fallback"  # accept_any_model served another model than the one named
 
 
 def _json_error(error: HttpError) -> web.Response:
@@ -53,60 +55,6 @@ def _parse_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _get(body: dict[str, Any], name: str, kinds: type | tuple[type, ...], default: Any = None) -> Any:
-    value = body.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
-        raise FieldError(name, f"must be {_kind_name(kinds)}, not a boolean")
-    if not isinstance(value, kinds):
-        raise FieldError(name, f"must be {_kind_name(kinds)}, not {type(value).__name__}")
-    return value
-
-
-def _kind_name(kinds: type | tuple[type, ...]) -> str:
-    names = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "an array"}
-    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def _unicode(field: str, text: str) -> str:
-    """JSON allows lone surrogates (\\ud800) that no UTF-8 string, so no protobuf string, can hold."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise FieldError(field, "is not valid Unicode (a lone surrogate escape)") from None
-    return text
-
-
-def _texts(body: dict[str, Any], name: str) -> list[str]:
-    """`documents` / `texts`: strings, or objects with a `text` string (Cohere v1, Jina)."""
-    if name not in body or body[name] is None:
-        raise FieldError(name, "is required")
-    items = _get(body, name, list)
-    if not items:
-        raise FieldError(name, "is empty; send at least one document")
-    texts = []
-    for i, item in enumerate(items):
-        if isinstance(item, dict):
-            item = item.get("text")
-            if not isinstance(item, str):
-                raise FieldError(f"{name}[{i}].text", "must be a string")
-        elif not isinstance(item, str):
-            raise FieldError(f"{name}[{i}]", f"must be a string or {{\"text\": string}}, not {type(item).__name__}")
-        texts.append(_unicode(f"{name}[{i}]", item))
-    return texts
-
-
-def _query(body: dict[str, Any]) -> str:
-    query = _get(body, "query", str)
-    if query is None:
-        raise FieldError("query", "is required")
-    if not query.strip():
-        raise FieldError("query", "is empty")
-    return _unicode("query", query)
-
-
 def _timeout(request: web.Request, body: dict[str, Any]) -> float | None:
     """Seconds the client gives this request: the smaller of the header and the `timeout_ms` field."""
     limits = []
@@ -116,7 +64,7 @@ def _timeout(request: web.Request, body: dict[str, Any]) -> float | None:
             limits.append(float(header))
         except ValueError:
             raise FieldError(f"header {TIMEOUT_HEADER}", f"must be a number of milliseconds, not {header!r}") from None
-    field = _get(body, "timeout_ms", (int, float))
+    field = get_field(body, "timeout_ms", (int, float))
     if field is not None:
         try:
             limits.append(float(field))
@@ -130,7 +78,7 @@ def _timeout(request: web.Request, body: dict[str, Any]) -> float | None:
 
 def _bypass(request: web.Request, body: dict[str, Any]) -> bool:
     """Whether to skip the score cache: the `bypass_cache` field or the header (either one is enough)."""
-    field = _get(body, "bypass_cache", bool, False)
+    field = get_field(body, "bypass_cache", bool, False)
     header = request.headers.get(BYPASS_HEADER)
     if header is None:
         return field
@@ -160,6 +108,7 @@ class HttpTransport:
         for path in ("/health", "/ready"):
             app.router.add_get(path, self.ready)
         app.router.add_get("/live", self.live)
+        app.router.add_get("/openapi.json", self.openapi)
         return app
 
     @web.middleware
@@ -204,28 +153,46 @@ class HttpTransport:
                 response = await self.service.rerank(rerank_request, timeout)
                 payload = answer(body, rerank_request, response)
                 record.finish(OK)
-                return web.json_response(payload, dumps=_dumps)
+                headers = {}
+                requested = rerank_request.model
+                if requested and requested != response.model and self.service.choose_model(requested).how == "fallback":
+                    headers[FALLBACK_HEADER] = (f"model {requested!r} is not served; scored with "
+                                                f"{response.model!r} (accept_any_model)")
+                return web.json_response(payload, dumps=_dumps, headers=headers)
             except Exception as exc:  # noqa: BLE001 - every error becomes a status
                 error = to_http(exc)
                 record.finish(error.grpc_code)
                 return _json_error(error)
 
     async def rerank_cohere(self, request: web.Request) -> web.Response:
-        return await self._score(request, _cohere_request, _cohere_answer)
+        return await self._score(request, cohere_request, cohere_answer)
 
     async def rerank_tei(self, request: web.Request) -> web.Response:
-        return await self._score(request, _tei_request, _tei_answer)
+        """TEI's route; infinity and others post the Cohere/Jina body here, told apart by its fields."""
+        return await self._score(request, any_request, any_answer)
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        from rescore_sidecar.sidecar.transport.openapi import served_document
+
+        names = None
+        if self.service is not None and not self.config.accept_any_model:
+            names = [*self.service.backends, *self.service.aliases]
+        return web.json_response(served_document(names, self.config.max_documents))
 
     async def models(self, request: web.Request) -> web.Response:
         if self.service is None:
             return _json_error(to_http(NotReady("models are still loading")))
         listed = self.service.list_models()
+        aliases: dict[str, list[str]] = {}
+        for alias, served in sorted(self.service.aliases.items()):
+            aliases.setdefault(served, []).append(alias)
         return web.json_response({
             "object": "list",
             "data": [{"id": m.name, "object": "model", "owned_by": "rescore-sidecar",
                       "kind": pb.ModelKind.Name(m.kind).removeprefix("MODEL_KIND_").lower().replace("_", "-"),
                       "source": m.source, "max_length": m.max_length, "max_query_tokens": m.max_query_tokens,
-                      "dtype": m.dtype, "device": m.device, "default": m.is_default} for m in listed.models],
+                      "dtype": m.dtype, "device": m.device, "default": m.is_default,
+                      "aliases": aliases.get(m.name, [])} for m in listed.models],
             "max_documents": listed.max_documents,
             "max_request_bytes": listed.max_request_bytes,
         })
@@ -242,56 +209,6 @@ class HttpTransport:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _common(body: dict[str, Any], texts: list[str], raw: bool, top_n: int | None) -> pb.RerankRequest:
-    model = _unicode("model", _get(body, "model", str, ""))
-    if top_n is not None and top_n < 1:
-        raise FieldError("top_n", f"must be at least 1, not {top_n}")
-    if top_n is not None:
-        top_n = min(top_n, len(texts))  # Cohere's rule; also keeps it inside protobuf's int32
-    return pb.RerankRequest(
-        query=_query(body), documents=[pb.Document(text=text) for text in texts], model=model,
-        top_n=top_n or 0, score_mode=pb.SCORE_MODE_RAW if raw else pb.SCORE_MODE_NORMALIZED)
-
-
-def _cohere_request(body: dict[str, Any]) -> pb.RerankRequest:
-    texts = _texts(body, "documents")
-    _get(body, "return_documents", bool)
-    return _common(body, texts, _get(body, "raw_scores", bool, False), _get(body, "top_n", int))
-
-
-def _cohere_answer(body: dict[str, Any], request: pb.RerankRequest, response: pb.RerankResponse) -> dict[str, Any]:
-    with_docs = _get(body, "return_documents", bool, False)
-    results = []
-    for result in response.results:
-        item: dict[str, Any] = {"index": result.index, "relevance_score": result.score}
-        if with_docs:
-            item["document"] = {"text": request.documents[result.index].text}
-        results.append(item)
-    return {"id": str(uuid.uuid4()), "model": response.model, "results": results,
-            "usage": {"truncated_documents": response.truncated_documents},
-            "meta": {"billed_units": {"search_units": 1}}}
-
-
-def _tei_request(body: dict[str, Any]) -> pb.RerankRequest:
-    texts = _texts(body, "texts")
-    _get(body, "truncate", bool), _get(body, "return_text", bool)  # type errors before scoring
-    return _common(body, texts, _get(body, "raw_scores", bool, False), None)
-
-
-def _tei_answer(body: dict[str, Any], request: pb.RerankRequest, response: pb.RerankResponse) -> list[dict[str, Any]]:
-    if _get(body, "truncate", bool, True) is False and response.truncated_documents:
-        first = next(r.index for r in response.results if r.truncated)
-        raise RequestTooLarge(f"texts[{first}] is longer than the model's max length and truncate is false")
-    with_text = _get(body, "return_text", bool, False)
-    results = []
-    for result in response.results:
-        item: dict[str, Any] = {"index": result.index, "score": result.score}
-        if with_text:
-            item["text"] = request.documents[result.index].text
-        results.append(item)
-    return results
 
 
 async def start_http(transport: HttpTransport, host: str, port: int) -> tuple[web.AppRunner, int]:

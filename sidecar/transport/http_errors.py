@@ -1,7 +1,9 @@
 """The shape of the HTTP port's error answers; transport/errors.py `to_http` decides which one.
 
-Every error answer of the HTTP surface is `{"error": {"type", "message", "field"?}, "message"}`
-(`message` at the top level too, as Cohere's and TEI's clients read it there).
+Every error answer of the HTTP surface is
+`{"error": {"type", "message", "field"?}, "message", "detail", "error_type"}`: our typed `error`, and
+the same message where each client family reads it: `message` (Cohere's SDK, infinity), `detail`
+(Jina-API clients raise `RuntimeError(resp["detail"])`), `error_type` (TEI's name for the type).
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ class HttpError:
         error = {"type": self.type, "message": self.message}
         if self.field:
             error["field"] = self.field
-        return {"error": error, "message": self.message}
+        return {"error": error, "message": self.message, "detail": self.message, "error_type": self.type}
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}

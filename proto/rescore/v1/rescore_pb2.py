@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18rescore/v1/rescore.proto\x12\nrescore.v1\x1a google/protobuf/descriptor.proto\"$\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"\xd4\x01\n\rRerankRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\'\n\tdocuments\x18\x02 \x03(\x0b\x32\x14.rescore.v1.Document\x12\r\n\x05model\x18\x03 \x01(\t\x12\r\n\x05top_n\x18\x04 \x01(\r\x12)\n\nscore_mode\x18\x05 \x01(\x0e\x32\x15.rescore.v1.ScoreMode\x12\x18\n\x10max_query_tokens\x18\x06 \x01(\r\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x14\n\x0c\x62ypass_cache\x18\x08 \x01(\x08\"E\n\x06Result\x12\r\n\x05index\x18\x01 \x01(\r\x12\n\n\x02id\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x11\n\ttruncated\x18\x04 \x01(\x08\"V\n\x07Timings\x12\x10\n\x08queue_ms\x18\x01 \x01(\x01\x12\x13\n\x0btokenize_ms\x18\x02 \x01(\x01\x12\x12\n\ncompute_ms\x18\x03 \x01(\x01\x12\x10\n\x08total_ms\x18\x04 \x01(\x01\"\xb4\x01\n\x0eRerankResponse\x12#\n\x07results\x18\x01 \x03(\x0b\x32\x12.rescore.v1.Result\x12\r\n\x05model\x18\x02 \x01(\t\x12\x1b\n\x13truncated_documents\x18\x03 \x01(\r\x12$\n\x07timings\x18\x04 \x01(\x0b\x32\x13.rescore.v1.Timings\x12\x17\n\x0fquery_truncated\x18\x05 \x01(\x08\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"\x13\n\x11ListModelsRequest\"\xc3\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12#\n\x04kind\x18\x03 \x01(\x0e\x32\x15.rescore.v1.ModelKind\x12\x12\n\nmax_length\x18\x04 \x01(\r\x12\x18\n\x10max_query_tokens\x18\x05 \x01(\r\x12\r\n\x05\x64type\x18\x06 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x07 \x01(\t\x12\x12\n\nis_default\x18\x08 \x01(\x08\x12\x12\n\nnum_labels\x18\t \x01(\r\"m\n\x12ListModelsResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.rescore.v1.ModelInfo\x12\x15\n\rmax_documents\x18\x02 \x01(\r\x12\x19\n\x11max_request_bytes\x18\x03 \x01(\x04*V\n\tScoreMode\x12\x1a\n\x16SCORE_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15SCORE_MODE_NORMALIZED\x10\x01\x12\x12\n\x0eSCORE_MODE_RAW\x10\x02*`\n\tModelKind\x12\x1a\n\x16MODEL_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18MODEL_KIND_CROSS_ENCODER\x10\x01\x12\x19\n\x15MODEL_KIND_BI_ENCODER\x10\x02*\x92\x02\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n\x0fINVALID_REQUEST\x10\x01\x12\x13\n\x0fMODEL_NOT_FOUND\x10\x02\x12\x15\n\x11REQUEST_TOO_LARGE\x10\x03\x12\x0e\n\nOVERLOADED\x10\x04\x12\x16\n\x12\x44\x45\x41\x44LINE_TOO_SHORT\x10\x05\x12\x15\n\x11\x44\x45\x41\x44LINE_EXCEEDED\x10\x06\x12\r\n\tNOT_READY\x10\x07\x12\x18\n\x14OUT_OF_DEVICE_MEMORY\x10\x08\x12\x0c\n\x08INTERNAL\x10\t\x1a.\xca\xf3\x18\x0frescore.sidecar\xd2\xf3\x18\x17grpc-status-details-bin2\x98\x01\n\x08Reranker\x12?\n\x06Rerank\x12\x19.rescore.v1.RerankRequest\x1a\x1a.rescore.v1.RerankResponse\x12K\n\nListModels\x12\x1d.rescore.v1.ListModelsRequest\x1a\x1e.rescore.v1.ListModelsResponse:4\n\x0c\x65rror_domain\x12\x1c.google.protobuf.EnumOptions\x18\xb9\x8e\x03 \x01(\t:9\n\x11\x65rror_details_key\x12\x1c.google.protobuf.EnumOptions\x18\xba\x8e\x03 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18rescore/v1/rescore.proto\x12\nrescore.v1\x1a google/protobuf/descriptor.proto\"$\n\x08\x44ocument\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"\xf1\x01\n\rRerankRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\'\n\tdocuments\x18\x02 \x03(\x0b\x32\x14.rescore.v1.Document\x12\r\n\x05model\x18\x03 \x01(\t\x12\r\n\x05top_n\x18\x04 \x01(\r\x12)\n\nscore_mode\x18\x05 \x01(\x0e\x32\x15.rescore.v1.ScoreMode\x12\x18\n\x10max_query_tokens\x18\x06 \x01(\r\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x14\n\x0c\x62ypass_cache\x18\x08 \x01(\x08\x12\x1b\n\x13max_document_tokens\x18\t \x01(\r\"E\n\x06Result\x12\r\n\x05index\x18\x01 \x01(\r\x12\n\n\x02id\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x11\n\ttruncated\x18\x04 \x01(\x08\"V\n\x07Timings\x12\x10\n\x08queue_ms\x18\x01 \x01(\x01\x12\x13\n\x0btokenize_ms\x18\x02 \x01(\x01\x12\x12\n\ncompute_ms\x18\x03 \x01(\x01\x12\x10\n\x08total_ms\x18\x04 \x01(\x01\"\xca\x01\n\x0eRerankResponse\x12#\n\x07results\x18\x01 \x03(\x0b\x32\x12.rescore.v1.Result\x12\r\n\x05model\x18\x02 \x01(\t\x12\x1b\n\x13truncated_documents\x18\x03 \x01(\r\x12$\n\x07timings\x18\x04 \x01(\x0b\x32\x13.rescore.v1.Timings\x12\x17\n\x0fquery_truncated\x18\x05 \x01(\x08\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x07 \x01(\r\"\x13\n\x11ListModelsRequest\"\xc3\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12#\n\x04kind\x18\x03 \x01(\x0e\x32\x15.rescore.v1.ModelKind\x12\x12\n\nmax_length\x18\x04 \x01(\r\x12\x18\n\x10max_query_tokens\x18\x05 \x01(\r\x12\r\n\x05\x64type\x18\x06 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x07 \x01(\t\x12\x12\n\nis_default\x18\x08 \x01(\x08\x12\x12\n\nnum_labels\x18\t \x01(\r\"m\n\x12ListModelsResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.rescore.v1.ModelInfo\x12\x15\n\rmax_documents\x18\x02 \x01(\r\x12\x19\n\x11max_request_bytes\x18\x03 \x01(\x04*V\n\tScoreMode\x12\x1a\n\x16SCORE_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15SCORE_MODE_NORMALIZED\x10\x01\x12\x12\n\x0eSCORE_MODE_RAW\x10\x02*`\n\tModelKind\x12\x1a\n\x16MODEL_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18MODEL_KIND_CROSS_ENCODER\x10\x01\x12\x19\n\x15MODEL_KIND_BI_ENCODER\x10\x02*\x92\x02\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n\x0fINVALID_REQUEST\x10\x01\x12\x13\n\x0fMODEL_NOT_FOUND\x10\x02\x12\x15\n\x11REQUEST_TOO_LARGE\x10\x03\x12\x0e\n\nOVERLOADED\x10\x04\x12\x16\n\x12\x44\x45\x41\x44LINE_TOO_SHORT\x10\x05\x12\x15\n\x11\x44\x45\x41\x44LINE_EXCEEDED\x10\x06\x12\r\n\tNOT_READY\x10\x07\x12\x18\n\x14OUT_OF_DEVICE_MEMORY\x10\x08\x12\x0c\n\x08INTERNAL\x10\t\x1a.\xca\xf3\x18\x0frescore.sidecar\xd2\xf3\x18\x17grpc-status-details-bin2\x98\x01\n\x08Reranker\x12?\n\x06Rerank\x12\x19.rescore.v1.RerankRequest\x1a\x1a.rescore.v1.RerankResponse\x12K\n\nListModels\x12\x1d.rescore.v1.ListModelsRequest\x1a\x1e.rescore.v1.ListModelsResponse:4\n\x0c\x65rror_domain\x12\x1c.google.protobuf.EnumOptions\x18\xb9\x8e\x03 \x01(\t:9\n\x11\x65rror_details_key\x12\x1c.google.protobuf.EnumOptions\x18\xba\x8e\x03 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,28 +34,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ERRORREASON']._loaded_options = None
   _globals['_ERRORREASON']._serialized_options = b'\312\363\030\017rescore.sidecar\322\363\030\027grpc-status-details-bin'
-  _globals['_SCOREMODE']._serialized_start=999
-  _globals['_SCOREMODE']._serialized_end=1085
-  _globals['_MODELKIND']._serialized_start=1087
-  _globals['_MODELKIND']._serialized_end=1183
-  _globals['_ERRORREASON']._serialized_start=1186
-  _globals['_ERRORREASON']._serialized_end=1460
+  _globals['_SCOREMODE']._serialized_start=1050
+  _globals['_SCOREMODE']._serialized_end=1136
+  _globals['_MODELKIND']._serialized_start=1138
+  _globals['_MODELKIND']._serialized_end=1234
+  _globals['_ERRORREASON']._serialized_start=1237
+  _globals['_ERRORREASON']._serialized_end=1511
   _globals['_DOCUMENT']._serialized_start=74
   _globals['_DOCUMENT']._serialized_end=110
   _globals['_RERANKREQUEST']._serialized_start=113
-  _globals['_RERANKREQUEST']._serialized_end=325
-  _globals['_RESULT']._serialized_start=327
-  _globals['_RESULT']._serialized_end=396
-  _globals['_TIMINGS']._serialized_start=398
-  _globals['_TIMINGS']._serialized_end=484
-  _globals['_RERANKRESPONSE']._serialized_start=487
-  _globals['_RERANKRESPONSE']._serialized_end=667
-  _globals['_LISTMODELSREQUEST']._serialized_start=669
-  _globals['_LISTMODELSREQUEST']._serialized_end=688
-  _globals['_MODELINFO']._serialized_start=691
-  _globals['_MODELINFO']._serialized_end=886
-  _globals['_LISTMODELSRESPONSE']._serialized_start=888
-  _globals['_LISTMODELSRESPONSE']._serialized_end=997
-  _globals['_RERANKER']._serialized_start=1463
-  _globals['_RERANKER']._serialized_end=1615
+  _globals['_RERANKREQUEST']._serialized_end=354
+  _globals['_RESULT']._serialized_start=356
+  _globals['_RESULT']._serialized_end=425
+  _globals['_TIMINGS']._serialized_start=427
+  _globals['_TIMINGS']._serialized_end=513
+  _globals['_RERANKRESPONSE']._serialized_start=516
+  _globals['_RERANKRESPONSE']._serialized_end=718
+  _globals['_LISTMODELSREQUEST']._serialized_start=720
+  _globals['_LISTMODELSREQUEST']._serialized_end=739
+  _globals['_MODELINFO']._serialized_start=742
+  _globals['_MODELINFO']._serialized_end=937
+  _globals['_LISTMODELSRESPONSE']._serialized_start=939
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1048
+  _globals['_RERANKER']._serialized_start=1514
+  _globals['_RERANKER']._serialized_end=1666
 # @@protoc_insertion_point(module_scope)

@@ -62,7 +62,7 @@ class Document(_message.Message):
     def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
 
 class RerankRequest(_message.Message):
-    __slots__ = ("query", "documents", "model", "top_n", "score_mode", "max_query_tokens", "request_id", "bypass_cache")
+    __slots__ = ("query", "documents", "model", "top_n", "score_mode", "max_query_tokens", "request_id", "bypass_cache", "max_document_tokens")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +71,7 @@ class RerankRequest(_message.Message):
     MAX_QUERY_TOKENS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     BYPASS_CACHE_FIELD_NUMBER: _ClassVar[int]
+    MAX_DOCUMENT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     query: str
     documents: _containers.RepeatedCompositeFieldContainer[Document]
     model: str
@@ -79,7 +80,8 @@ class RerankRequest(_message.Message):
     max_query_tokens: int
     request_id: str
     bypass_cache: bool
-    def __init__(self, query: _Optional[str] = ..., documents: _Optional[_Iterable[_Union[Document, _Mapping]]] = ..., model: _Optional[str] = ..., top_n: _Optional[int] = ..., score_mode: _Optional[_Union[ScoreMode, str]] = ..., max_query_tokens: _Optional[int] = ..., request_id: _Optional[str] = ..., bypass_cache: _Optional[bool] = ...) -> None: ...
+    max_document_tokens: int
+    def __init__(self, query: _Optional[str] = ..., documents: _Optional[_Iterable[_Union[Document, _Mapping]]] = ..., model: _Optional[str] = ..., top_n: _Optional[int] = ..., score_mode: _Optional[_Union[ScoreMode, str]] = ..., max_query_tokens: _Optional[int] = ..., request_id: _Optional[str] = ..., bypass_cache: _Optional[bool] = ..., max_document_tokens: _Optional[int] = ...) -> None: ...
 
 class Result(_message.Message):
     __slots__ = ("index", "id", "score", "truncated")
@@ -106,20 +108,22 @@ class Timings(_message.Message):
     def __init__(self, queue_ms: _Optional[float] = ..., tokenize_ms: _Optional[float] = ..., compute_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
 
 class RerankResponse(_message.Message):
-    __slots__ = ("results", "model", "truncated_documents", "timings", "query_truncated", "request_id")
+    __slots__ = ("results", "model", "truncated_documents", "timings", "query_truncated", "request_id", "input_tokens")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     QUERY_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[Result]
     model: str
     truncated_documents: int
     timings: Timings
     query_truncated: bool
     request_id: str
-    def __init__(self, results: _Optional[_Iterable[_Union[Result, _Mapping]]] = ..., model: _Optional[str] = ..., truncated_documents: _Optional[int] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., query_truncated: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+    input_tokens: int
+    def __init__(self, results: _Optional[_Iterable[_Union[Result, _Mapping]]] = ..., model: _Optional[str] = ..., truncated_documents: _Optional[int] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., query_truncated: _Optional[bool] = ..., request_id: _Optional[str] = ..., input_tokens: _Optional[int] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

@@ -13,7 +13,8 @@ def test_every_setting_has_a_flag(capsys):
         serve_main(["--help"])
     text = capsys.readouterr().out
     for name, field in SidecarConfig.model_fields.items():
-        flag = "--model" if name == "models" else "--" + name.replace("_", "-")
+        # The two repeatable settings take one item per flag, named in the singular.
+        flag = {"models": "--model", "model_aliases": "--model-alias"}.get(name, "--" + name.replace("_", "-"))
         assert flag in text, name
         if field.annotation is bool:
             assert "--no-" + name.replace("_", "-") in text  # booleans are switches
@@ -46,3 +47,16 @@ def test_flag_beats_environment_beats_file(tmp_path, capsys, monkeypatch):
     assert serve_main(["--model", str(tmp_path / "missing-model"), "--port", "0", "--host", "127.0.0.1",
                        "--metrics-port", "0"]) == 1  # configuration accepted; the model cannot load
     assert "invalid configuration" not in capsys.readouterr().err
+
+
+def test_model_aliases_from_repeated_flags_the_environment_and_a_mapping(monkeypatch):
+    from rescore_sidecar.sidecar.app import _build_parser
+    from rescore_sidecar.sidecar.config import load_config
+
+    args = vars(_build_parser().parse_args(["--model-alias", "rerank-v3.5=ce", "--model-alias", "a = bi"]))
+    assert load_config(args).model_aliases == {"rerank-v3.5": "ce", "a": "bi"}
+    monkeypatch.setenv("RESCORE_MODEL_ALIASES", "x=ce,y=bi")
+    assert load_config({}).model_aliases == {"x": "ce", "y": "bi"}
+    assert SidecarConfig(model_aliases={"z": "ce"}).model_aliases == {"z": "ce"}
+    with pytest.raises(ValueError, match="NAME=SERVED"):
+        SidecarConfig(model_aliases=["no-equals-sign"])

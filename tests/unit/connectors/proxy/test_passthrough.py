@@ -287,3 +287,15 @@ async def test_health_and_metrics(upstream, proxy, client):
         text = await r.text()
     assert 'rescore_proxy_requests_total{arm="",outcome="passthrough",route="other",status="200"}' in text
     assert "rescore_proxy_added_latency_seconds_bucket" in text
+
+
+async def test_the_proxys_own_namespace_never_reaches_the_engine(upstream, proxy, client):
+    async with client.get(proxy + "/_rescore/openapi.json") as r:
+        assert r.status == 200 and "/_rescore/health" in (await r.json())["paths"]
+    before = len(upstream.seen)
+    async with client.request("TRACE", proxy + "/_rescore/health") as r:
+        assert r.status == 405 and r.headers["Allow"] == "GET, HEAD"
+        assert (await r.json())["error"]["type"] == "proxy_method_not_allowed"
+    async with client.get(proxy + "/_rescore/nothing") as r:
+        assert r.status == 404 and (await r.json())["error"]["type"] == "proxy_not_found"
+    assert len(upstream.seen) == before

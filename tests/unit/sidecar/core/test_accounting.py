@@ -62,3 +62,9 @@ def test_a_request_left_unfinished_is_counted_unknown():
             record.model = "acc-escaped"
             raise KeyError("escaped the transport")
     assert _value("rescore_requests_total", model="acc-escaped", code="UNKNOWN") == before + 1
+
+
+def test_model_label_counts_an_alias_as_the_model_it_serves():
+    service = types.SimpleNamespace(backends={"ce": object()}, default_model="ce", aliases={"rerank-v3.5": "ce"})
+    assert model_label(service, "rerank-v3.5") == "ce"
+    assert model_label(service, "made-up") == "unknown"

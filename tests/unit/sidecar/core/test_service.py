@@ -146,3 +146,17 @@ async def test_loading_transport_answers_unavailable_not_unimplemented():
                 assert code == grpc.StatusCode.UNAVAILABLE and "loading" in message
     finally:
         await server.stop(None)
+
+
+async def test_aliases_and_accept_any_model_over_grpc(tiny_cross_encoder):
+    from rescore_sidecar.sidecar.transport.grpc import FALLBACK_METADATA
+
+    async with serving(tiny_cross_encoder, model_aliases={"rerank-v3.5": "tiny"}) as (_, channel):
+        assert (await _rerank(channel, query="q", documents=_docs("a"), model="rerank-v3.5")).model == "tiny"
+        code, details = await _status(_rerank(channel, query="q", documents=_docs("a"), model="other"))
+        assert code == grpc.StatusCode.NOT_FOUND and "tiny" in details and "rerank-v3.5" in details
+    async with serving(tiny_cross_encoder, accept_any_model=True) as (_, channel):
+        call = _call(channel, "Rerank", pb.RerankResponse)(
+            pb.RerankRequest(query="q", documents=_docs("a"), model="other"), timeout=10)
+        assert (await call).model == "tiny"
+        assert "'other' is not served" in dict(await call.trailing_metadata())[FALLBACK_METADATA]

@@ -43,3 +43,17 @@ def test_long_query_is_capped_to_its_budget_and_documents_keep_room(short_backen
 def test_request_budget_can_only_lower_the_server_budget(short_backend):
     assert tokenize_request(short_backend, "lift " * 10, ["d"], max_query_tokens=4).query_truncated
     assert not tokenize_request(short_backend, "lift " * 10, ["d"], max_query_tokens=1000).query_truncated
+
+
+def test_max_document_tokens_caps_each_document_below_the_model_limit(short_backend, short_cross_encoder):
+    hf = AutoTokenizer.from_pretrained(str(short_cross_encoder))
+    query, docs = "wing flutter", ["drag " * 100, "lift"]
+    out = tokenize_request(short_backend, query, docs, max_document_tokens=5)
+    assert out.truncated == [True, False]
+    query_ids = hf(query, add_special_tokens=False)["input_ids"]
+    first, second = out.sequences
+    assert len(first.ids) == len(query_ids) + 5 + 3  # [CLS] q [SEP] 5 document tokens [SEP]
+    assert second.ids == hf(query, "lift")["input_ids"]
+    # A cap above what fits changes nothing: the model's limit still rules.
+    assert tokenize_request(short_backend, query, docs, max_document_tokens=10_000).sequences == \
+        tokenize_request(short_backend, query, docs).sequences

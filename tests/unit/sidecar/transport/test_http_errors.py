@@ -26,7 +26,10 @@ from rescore_sidecar.sidecar.transport.http_errors import FieldError
 def test_status_per_error_class(exc, status, kind):
     error = to_http(exc)
     assert (error.status, error.type) == (status, kind)
-    assert error.body()["error"]["message"] == error.body()["message"]
+    body = error.body()
+    # Every client family finds the message where it looks: ours, Cohere/TEI (`message`), Jina (`detail`).
+    assert body["error"]["message"] == body["message"] == body["detail"]
+    assert body["error_type"] == kind
 
 
 def test_field_is_named():
