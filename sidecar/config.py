@@ -101,7 +101,8 @@ class SidecarConfig(BaseSettings):
     device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="auto: bfloat16 on GPUs that support it, else float16; float32 on CPU")
-    max_batch_tokens: int = Field(16384, ge=1, description="padded tokens per forward pass")
+    max_batch_tokens: int | None = Field(None, ge=1, description=(
+        "padded tokens per forward pass; unset = by the model's device: 16384 on CPU, 65536 on CUDA"))
     max_batch_pairs: int = Field(128, ge=1, description="sequences per forward pass")
     max_wait_ms: float = Field(2.0, ge=0, description="longest a batch waits for more work once work is queued")
     max_queue_pairs: int = Field(20000, ge=1, description="sequences waiting per model before RESOURCE_EXHAUSTED")
