@@ -134,7 +134,7 @@ class Sidecar:
             backend = load_backend(spec, device=self.config.device, dtype=self.config.dtype,
                                    default_query_tokens=self.config.max_query_tokens,
                                    cache_dir=self.config.model_cache_dir, threads=self.config.torch_threads,
-                                   calibrate=calibration_inputs)
+                                   calibrate=calibration_inputs, cuda_graphs=self.config.cuda_graphs)
             if backend.name in backends:
                 raise ValueError(f"two models are named {backend.name!r}; give them distinct NAME= prefixes")
             warm_up(backend)

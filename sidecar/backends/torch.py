@@ -1,4 +1,6 @@
-"""torch runtime: the Hugging Face model in eager mode (CPU: fp32/bf16; CUDA: fp32/bf16/fp16).
+"""torch runtime: the Hugging Face model in eager mode (CPU: fp32/bf16; CUDA: fp32/bf16/fp16, and fp8
+on GPUs that compute it: backends/fp8.py). On CUDA the queue runs it through `TorchStages`
+(backends/torch_stages.py: pinned buffers, side-stream copies, optional shape buckets + CUDA graphs).
 
 Also builds the graph the other runtimes export (`output_module`), so every runtime runs
 the same computation: logits for cross-encoders, mean-pooled L2-normalised embeddings
@@ -13,7 +15,8 @@ import torch
 
 from rescore_sidecar.sidecar.backends.base import CROSS_ENCODER, Engine
 
-TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
+                "fp8": torch.bfloat16}  # fp8: a bf16 model whose linear layers compute in float8
 
 
 class _Logits(torch.nn.Module):
@@ -62,11 +65,20 @@ def resolve_device(name: str) -> torch.device:
 def load_engine(kind: str, source: str, hub_kwargs: Mapping[str, Any], *, device: torch.device,
                 precision: str) -> Engine:
     if precision not in TORCH_DTYPES:
-        raise ValueError(f"the torch backend runs fp32, bf16 or fp16, not {precision}"
+        raise ValueError(f"the torch backend runs fp32, bf16, fp16 or fp8, not {precision}"
                          " (int8: use backend=openvino)")
     if device.type == "cpu" and precision == "fp16":
         raise ValueError("fp16 is not supported on CPU; use fp32 or bf16")
-    module = output_module(kind, source, hub_kwargs, TORCH_DTYPES[precision]).to(device)
+    if precision == "fp8":
+        from rescore_sidecar.sidecar.backends import fp8
+
+        reason = fp8.unsupported_reason(device)  # before loading weights: fail fast and say why
+        if reason:
+            raise ValueError(reason)
+    module = output_module(kind, source, hub_kwargs, TORCH_DTYPES[precision])
+    if precision == "fp8":
+        fp8.convert_linears(module)
+    module = module.to(device)
 
     def run(inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         tensors = {key: torch.from_numpy(value).to(device, non_blocking=True) for key, value in inputs.items()}
@@ -75,3 +87,30 @@ def load_engine(kind: str, source: str, hub_kwargs: Mapping[str, Any], *, device
 
     run.module = module  # for tests and tools that want the torch module itself
     return run
+
+
+def cuda_graphs_wanted(setting: str, module: torch.nn.Module, device: torch.device) -> bool:
+    """cuda_graphs auto: on for small models on CUDA (a MiniLM-size pass is launch-bound), never on CPU."""
+    if setting == "off":
+        return False
+    if device.type != "cuda":
+        if setting == "on":
+            raise ValueError(f"cuda_graphs=on needs a CUDA device, not {device}")
+        return False
+    from rescore_sidecar.sidecar.backends.torch_stages import GRAPH_MAX_PARAMETERS
+
+    return setting == "on" or sum(p.numel() for p in module.parameters()) <= GRAPH_MAX_PARAMETERS
+
+
+def cuda_stages(engine: Engine, device: torch.device, *, pad_id: int, uses_type_ids: bool, max_length: int,
+                cuda_graphs: str = "auto"):
+    """The pipeline stages of a torch engine: TorchStages on CUDA (graphs per `cuda_graphs`), None on CPU
+    (the eager engine as one call: the CPU path is unchanged)."""
+    graphs = cuda_graphs_wanted(cuda_graphs, engine.module, device)
+    if device.type != "cuda":
+        return None
+    from rescore_sidecar.sidecar.backends.torch_stages import ShapePolicy, TorchStages
+
+    shapes = ShapePolicy.bucketed(max_length) if graphs else ShapePolicy()
+    return TorchStages(engine.module, device, pad_id=pad_id, uses_type_ids=uses_type_ids, shapes=shapes,
+                       graphs=graphs)
