@@ -19,24 +19,39 @@ TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.flo
                 "fp8": torch.bfloat16}  # fp8: a bf16 model whose linear layers compute in float8
 
 
+def _model_mask(model: torch.nn.Module, attention_mask: torch.Tensor, dense: bool) -> torch.Tensor:
+    """The mask the model is given. `dense` (set by TorchStages on CUDA, sdpa attention only): the
+    4D boolean mask sdpa takes, which transformers passes through as is; from the 2D mask it first
+    asks `mask.all()` to skip masking, a device-to-host sync that made each launch wait for the
+    previous batch to finish."""
+    if not dense:
+        return attention_mask
+    width = attention_mask.shape[1]
+    return attention_mask.bool()[:, None, None, :].expand(-1, 1, width, width)
+
+
 class _Logits(torch.nn.Module):
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.dense_mask = False
 
     def forward(self, input_ids, attention_mask, token_type_ids=None):
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
+        mask = _model_mask(self.model, attention_mask, self.dense_mask)
+        return self.model(input_ids=input_ids, attention_mask=mask, **kwargs).logits
 
 
 class _MeanPooled(torch.nn.Module):
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.dense_mask = False
 
     def forward(self, input_ids, attention_mask, token_type_ids=None):
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        mask = _model_mask(self.model, attention_mask, self.dense_mask)
+        hidden = self.model(input_ids=input_ids, attention_mask=mask, **kwargs).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
         return torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
@@ -112,5 +127,13 @@ def cuda_stages(engine: Engine, device: torch.device, *, pad_id: int, uses_type_
     from rescore_sidecar.sidecar.backends.torch_stages import ShapePolicy, TorchStages
 
     shapes = ShapePolicy.bucketed(max_length) if graphs else ShapePolicy()
+    enable_dense_mask(engine.module)
     return TorchStages(engine.module, device, pad_id=pad_id, uses_type_ids=uses_type_ids, shapes=shapes,
                        graphs=graphs)
+
+
+def enable_dense_mask(module: torch.nn.Module) -> bool:
+    """Gives the model 4D boolean masks (no host sync per launch) when it attends with sdpa."""
+    attention = getattr(getattr(module.model, "config", None), "_attn_implementation", None)
+    module.dense_mask = attention == "sdpa"
+    return module.dense_mask

@@ -63,3 +63,16 @@ def test_cuda_only_features_refuse_cpu(tiny_cross_encoder):
     with pytest.raises(ValueError, match="cannot be loaded.*cuda_graphs=on needs a CUDA device"):
         load_backend(ModelSpec(source=str(tiny_cross_encoder), backend="torch", precision="fp32"), device="cpu",
                      cuda_graphs="on")
+
+
+@pytest.mark.parametrize("model", ["tiny_cross_encoder", "tiny_xlmr_cross_encoder", "tiny_bi_encoder"])
+def test_dense_masks_score_as_the_models_own_masking(request, model):
+    """CUDA's launch gives sdpa a 4D boolean mask (no device sync); same rows as the 2D mask."""
+    from rescore_sidecar.sidecar.backends.torch import enable_dense_mask
+
+    backend = load_backend(ModelSpec(source=str(request.getfixturevalue(model)), backend="torch", precision="fp32"),
+                           device="cpu")
+    sequences = tokenize_request(backend, "supersonic wing", _docs(9, seed=3)).sequences
+    expected = backend.forward(sequences)
+    assert enable_dense_mask(backend.engine.module)  # these models attend with sdpa
+    np.testing.assert_allclose(backend.forward(sequences), expected, atol=1e-5, rtol=0)
