@@ -39,3 +39,23 @@ def test_readme_gpu_command_runs_on_cpu_at_test_size(tmp_path):
     rows = [line for line in done.stdout.splitlines() if line.startswith("| rescore-sidecar torch")]
     assert len(rows) == 2 and all(float(row.split("|")[4]) > 0 for row in rows), done.stdout
     assert "xlmr-large (--smoke: test size)" in done.stdout
+
+
+def test_gpu_bench_smoke_writes_the_whole_table_on_cpu(tmp_path):
+    """bench/gpu.py --smoke: every section of the GPU table at test size; fp8 rows say why CPU refuses it."""
+    command = [sys.executable, str(ROOT / "bench" / "gpu.py"), "--smoke", "--requests", "2", "--clients", "1", "2",
+               "--data", str(tmp_path)]  # no Cranfield there: generated text
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-4000:]
+    table = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    rows = [[cell.strip() for cell in row] for row in table[1:]]
+    assert rows[0][0] == "peak" and float(rows[0][9].split()[0]) > 0
+    for shape in ("bge-m3", "minilm"):
+        serve = [r for r in rows if r[0] == "serve" and r[1].startswith(shape)]
+        measured = {(r[2], r[3], r[4]) for r in serve if r[5] and float(r[5]) > 0}
+        assert {("sidecar bf16", c, d) for c in ("1", "2") for d in ("8", "4")} <= measured
+        assert ("CrossEncoder.predict(32) bf16", "1", "8") in measured
+        assert any("mixed" in r[1] for r in serve)
+        assert all("refused: precision fp8 needs a CUDA GPU" in r[9] for r in serve if "fp8" in r[2])
+        assert len([r for r in rows if r[0] == "alone" and r[1].startswith(shape) and r[5]]) == 2
+    assert "texts: generated words" in done.stdout and "MiniLM shape:" in done.stdout
