@@ -39,7 +39,7 @@ import grpc  # noqa: E402
 
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2 as pb  # noqa: E402
 from rescore_sidecar.proto.rescore.v1 import rescore_pb2_grpc  # noqa: E402
-from rescore_sidecar.tools.seeded_models import build_model  # noqa: E402
+from rescore_sidecar.tools.seeded_models import SMOKE_SIZES, build_model  # noqa: E402
 from rescore_sidecar.tools.sidecar_process import SidecarProcess  # noqa: E402
 
 from peers.report import round_ratio, target_lines  # noqa: E402  (bench/peers/, beside this file)
@@ -153,6 +153,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=pathlib.Path, default=DEFAULT_DATA)
     parser.add_argument("--arch", default="minilm-l6-h384")
+    parser.add_argument("--smoke", action="store_true",
+                        help="the --arch model type, tokenizer and vocabulary at test size (2 layers of 32): "
+                             "checks that a command runs, e.g. the GPU one on a CPU; its figures mean nothing")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--configs", nargs="+",
                         default=["torch:fp32", "torch:bf16", "openvino:fp32", "openvino:bf16", "openvino:int8"],
@@ -182,7 +185,7 @@ def main() -> int:
     from transformers import AutoTokenizer
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
-        model_dir = build_model(pathlib.Path(tmp) / "model", arch=args.arch)
+        model_dir = build_model(pathlib.Path(tmp) / "model", arch=args.arch, sizes=SMOKE_SIZES if args.smoke else None)
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         abstracts, queries = cranfield_texts(args.data)
         docs = fit_documents(abstracts, tokenizer, args.doc_tokens[0], args.doc_tokens[1], 1400)
@@ -247,7 +250,7 @@ def main() -> int:
         print("peers (own venvs, bench/peers/requirements-*.txt): " + " | ".join(
             f"{venv}: " + ", ".join(f"{p} {v}" for p, v in sorted(found.items()))
             for venv, found in peer_versions.items()))
-    print(f"model: {args.arch} cross-encoder (random weights) | {args.rounds} rounds x {args.requests} requests x "
+    print(f"model: {args.arch}{' (--smoke: test size)' if args.smoke else ''} cross-encoder (random weights) | {args.rounds} rounds x {args.requests} requests x "
           f"{args.docs} docs | document tokens min/median/max {min(lengths)}/{int(statistics.median(lengths))}/"
           f"{max(lengths)}\n")
     header = (f"| {'system':<36} | {'dtype':<8} | clients | pairs/s | vs baseline (median of rounds) "

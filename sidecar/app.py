@@ -24,7 +24,7 @@ from rescore_sidecar.sidecar import settings
 from rescore_sidecar.sidecar.backends import Backend, load_backend
 from rescore_sidecar.sidecar.core.cache import ScoreCache
 from rescore_sidecar.sidecar.core.calibration import calibration_inputs
-from rescore_sidecar.sidecar.core.queue import BatchLimits, ModelQueue
+from rescore_sidecar.sidecar.core.queue import BatchLimits, ModelQueue, default_batch_tokens
 from rescore_sidecar.sidecar.core.tokenization import tokenize_request
 from rescore_sidecar.sidecar.config import SidecarConfig, load_config
 from rescore_sidecar.sidecar.transport.grpc import SERVICE_NAME, GrpcTransport
@@ -102,8 +102,10 @@ class Sidecar:
         tokenize_pool = concurrent.futures.ThreadPoolExecutor(cfg.tokenizer_threads, thread_name_prefix="tokenize")
         self._pools.append(tokenize_pool)
         compute_pools: dict[str, concurrent.futures.Executor] = {}  # one compute thread per device
-        limits = BatchLimits(cfg.max_batch_tokens, cfg.max_batch_pairs, cfg.max_wait_ms, cfg.max_queue_pairs)
         for backend in backends.values():
+            # max_batch_tokens unset: the budget of the model's device type (core/queue.py DEVICE_BATCH_TOKENS)
+            limits = BatchLimits(cfg.max_batch_tokens or default_batch_tokens(backend.device), cfg.max_batch_pairs,
+                                 cfg.max_wait_ms, cfg.max_queue_pairs)
             key = str(backend.device)
             if key not in compute_pools:
                 compute_pools[key] = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"compute-{key}")
@@ -135,7 +137,7 @@ class Sidecar:
             backend = load_backend(spec, device=self.config.device, dtype=self.config.dtype,
                                    default_query_tokens=self.config.max_query_tokens,
                                    cache_dir=self.config.model_cache_dir, threads=self.config.torch_threads,
-                                   calibrate=calibration_inputs)
+                                   calibrate=calibration_inputs, cuda_graphs=self.config.cuda_graphs)
             if backend.name in backends:
                 raise ValueError(f"two models are named {backend.name!r}; give them distinct NAME= prefixes")
             warm_up(backend)

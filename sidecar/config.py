@@ -19,7 +19,7 @@ ModelKindName = Literal["auto", "cross-encoder", "bi-encoder"]
 # A registered runtime (backends/registry.py; checked when the model loads, as runtimes may register
 # late) or auto.
 BackendName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
-PrecisionName = Literal["auto", "fp32", "bf16", "fp16", "int8"]
+PrecisionName = Literal["auto", "fp32", "bf16", "fp16", "int8", "fp8"]
 # Keys a model string may carry after its source: `[NAME=]SOURCE[,KEY=VALUE...]`.
 MODEL_OPTION_KEYS = ("kind", "backend", "precision", "calibration_file", "max_length", "max_query_tokens", "revision")
 
@@ -48,8 +48,8 @@ class ModelSpec(BaseModel):
     revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
     backend: BackendName = Field("auto", description="runtime: auto (torch on CUDA, openvino on CPU when installed), "
                                                      "torch or openvino; see docs/backends.md")
-    precision: PrecisionName = Field("auto", description="auto (the global dtype), fp32, bf16, fp16 (CUDA) "
-                                                         "or int8 (openvino, calibrated)")
+    precision: PrecisionName = Field("auto", description="auto (the global dtype), fp32, bf16, fp16 (CUDA), "
+                                                         "int8 (openvino, calibrated) or fp8 (torch, CUDA 8.9+)")
     calibration_file: str = Field("", description="int8 calibration text (query<TAB>document lines); "
                                                   "default: the shipped Cranfield sample")
 
@@ -107,7 +107,11 @@ class SidecarConfig(BaseSettings):
     device: str = Field("auto", description="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="auto: bfloat16 on GPUs that support it, else float16; float32 on CPU")
-    max_batch_tokens: int = Field(16384, ge=1, description="padded tokens per forward pass")
+    max_batch_tokens: int | None = Field(None, ge=1, description=(
+        "padded tokens per forward pass; unset = by the model's device: 16384 on CPU, 65536 on CUDA"))
+    cuda_graphs: Literal["auto", "on", "off"] = Field("auto", description=(
+        "torch on CUDA: pad batches to shape buckets and replay captured CUDA graphs (captured at start, before "
+        "SERVING); auto = models up to 200M parameters; never on CPU"))
     max_batch_pairs: int = Field(128, ge=1, description="sequences per forward pass")
     max_wait_ms: float = Field(2.0, ge=0, description="longest a batch waits for more work once work is queued")
     max_queue_pairs: int = Field(20000, ge=1, description="sequences waiting per model before RESOURCE_EXHAUSTED")

@@ -45,3 +45,9 @@ def tiny_bi_encoder(models_dir) -> pathlib.Path:
 def short_cross_encoder(models_dir) -> pathlib.Path:
     """Cross-encoder whose tokenizer caps pairs at 64 tokens, to exercise truncation cheaply."""
     return build_model(models_dir / "tiny-ce-64", kind="cross-encoder", arch="tiny", seed=3, max_length=64)
+
+
+@pytest.fixture(scope="session")
+def tiny_xlmr_cross_encoder(models_dir) -> pathlib.Path:
+    """XLM-R-type cross-encoder (type_vocab_size 1) with an XLM-R tokenizer that emits no segment ids."""
+    return build_model(models_dir / "tiny-xlmr-ce", kind="cross-encoder", arch="tiny-xlmr", seed=4)

@@ -104,7 +104,8 @@ Calibrate = Callable[[ModelDescription, Sequence[tuple[str, str]]], Iterable[Map
 
 
 def load_backend(spec: ModelSpec, *, device: str = "auto", dtype: str = "auto", default_query_tokens: int = 64,
-                 cache_dir: str = "", threads: int = 0, calibrate: Calibrate | None = None) -> Backend:
+                 cache_dir: str = "", threads: int = 0, calibrate: Calibrate | None = None,
+                 cuda_graphs: str = "auto") -> Backend:
     """Loads `spec` (hub id or local path) on the runtime and precision it resolves to.
 
     `calibrate` tokenizes the int8 calibration text (spec.calibration_file, else the shipped
@@ -116,14 +117,14 @@ def load_backend(spec: ModelSpec, *, device: str = "auto", dtype: str = "auto", 
     runtime = resolve_runtime(spec, device)
     calibration = (lambda: calibrate(model, read_calibration(spec.calibration_file))) if calibrate else None
     request = EngineRequest(model, spec, hub_kwargs, device=device, dtype=dtype, cache_dir=cache_dir, threads=threads,
-                            calibration=calibration)
+                            calibration=calibration, cuda_graphs=cuda_graphs)
     try:
         built = runtime_factory(runtime)(request)
     except Exception as exc:  # noqa: BLE001 - any runtime failure becomes one start-up error
         raise ValueError(f"model {model.name!r} ({spec.source}) cannot be loaded on backend={runtime}"
                          f" precision={spec.precision}: {exc}") from exc
     backend = Backend.of(model, runtime=runtime, precision=built.precision, device=built.device, engine=built.engine,
-                         artefact=built.artefact)
+                         artefact=built.artefact, staged=built.staged)
     log.info("loaded model %s (%s) from %s on %s/%s as %s, max_length=%d%s",
              backend.name, backend.kind, spec.source, runtime, backend.device, backend.precision, backend.max_length,
              f", artefact {backend.artefact}" if backend.artefact else "")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from rescore_sidecar.sidecar.backends.base import Engine, ModelDescription
+from rescore_sidecar.sidecar.backends.base import Engine, ModelDescription, Stages
 
 if TYPE_CHECKING:
     from rescore_sidecar.sidecar.config import ModelSpec
@@ -37,6 +37,7 @@ class EngineRequest:
     cache_dir: str = ""
     threads: int = 0
     calibration: CalibrationInputs | None = None  # needed for int8
+    cuda_graphs: str = "auto"  # torch on CUDA: auto (small models), on, off
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +48,7 @@ class BuiltEngine:
     device: Any
     precision: str
     artefact: str = ""  # on-disk compiled/quantized model the engine runs, if any
+    staged: Stages | None = None  # the runtime's pipeline stages, when it overlaps batches (torch on CUDA)
 
 
 RuntimeFactory = Callable[[EngineRequest], BuiltEngine]
@@ -74,7 +76,8 @@ def runtime_factory(name: str) -> RuntimeFactory:
 
 def resolve_precision(spec: ModelSpec, device_type: str, dtype: str) -> str:
     """precision=auto: the global --dtype if set; CUDA: bf16 where supported, else fp16;
-    CPU: fp32 (exact scores; bf16 and int8 are opt-in, see docs/backends.md)."""
+    CPU: fp32 (exact scores; bf16 and int8 are opt-in, see docs/backends.md). fp8 is never chosen
+    by auto: it is opt-in (backends/fp8.py)."""
     if spec.precision != "auto":
         return spec.precision
     if dtype != "auto":
@@ -97,7 +100,10 @@ def _torch(request: EngineRequest) -> BuiltEngine:
     precision = resolve_precision(request.spec, device.type, request.dtype)
     engine = torch_runtime.load_engine(request.model.kind, request.spec.source, request.hub_kwargs, device=device,
                                        precision=precision)
-    return BuiltEngine(engine, device, precision)
+    model = request.model
+    staged = torch_runtime.cuda_stages(engine, device, pad_id=model.pad_id, uses_type_ids=model.uses_type_ids,
+                                       max_length=model.max_length, cuda_graphs=request.cuda_graphs)
+    return BuiltEngine(engine, device, precision, staged=staged)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,10 +4,11 @@ Requests put their tokenized sequences on their model's queue. A batching loop p
 model waits briefly for work to accumulate (at most `max_wait_ms` once something is
 queued), takes sequences first-come first-served up to the token budget, sorts them
 by length so that padding stays small, cuts them into forward passes of at most
-`max_batch_tokens` padded tokens and `max_batch_pairs` sequences, and runs them on
-the device's single compute thread. Sequences of requests that were cancelled or ran
-past their deadline are dropped before compute. Each request gets its own rows back
-in its own order.
+`max_batch_tokens` padded tokens and `max_batch_pairs` sequences, and runs them
+through the backend's pipeline (core/pipeline.py: on CPU one call on the device's single
+compute thread; on CUDA the next batch is prepared while the current one computes).
+Sequences of requests that were cancelled or ran past their deadline are dropped before
+compute, as late as possible. Each request gets its own rows back in its own order.
 """
 from __future__ import annotations
 
@@ -23,9 +24,25 @@ import numpy as np
 
 from rescore_sidecar.sidecar import metrics
 from rescore_sidecar.sidecar.backends import Backend, TokenizedSequence
+from rescore_sidecar.sidecar.backends.base import EagerStages
+from rescore_sidecar.sidecar.core.pipeline import Pipeline
 from rescore_sidecar.sidecar.core.errors import Overloaded, RequestTooLarge
 
 log = logging.getLogger(__name__)
+
+
+# Padded tokens per forward pass when `max_batch_tokens` is not set, by device type. CPU: 16384, the
+# figure the CPU benchmarks were measured with (a CPU is saturated long before). CUDA: 65536 = 128
+# pairs of 512 tokens (= max_batch_pairs): issue 26's model-alone runs on an H200 still gained from
+# batch 32 to 128 (MiniLM at 256 tokens: 11.8k -> 26.7k pairs/s), and 16384 is only 32 pairs of 512.
+# Not yet a measured optimum: bench/gpu.py sweeps 16k/32k/64k on a GPU (docs/gpu.md).
+DEVICE_BATCH_TOKENS = {"cpu": 16384, "cuda": 65536}
+
+
+def default_batch_tokens(device: object) -> int:
+    """The token budget for a model on `device` (torch.device or a name like "cuda:1"); CPU's for others."""
+    kind = getattr(device, "type", None) or str(device).partition(":")[0]
+    return DEVICE_BATCH_TOKENS.get(kind, DEVICE_BATCH_TOKENS["cpu"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +132,9 @@ class ModelQueue:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._depth = metrics.QUEUE_DEPTH.labels(backend.name)
+        # a backend without stages (test doubles, tools) runs `forward` as one stage
+        stages = backend.stages if hasattr(backend, "stages") else EagerStages(lambda batch: backend.forward(batch))
+        self._pipeline = Pipeline(stages, compute, backend.name)
 
     @property
     def depth(self) -> int:
@@ -124,12 +144,19 @@ class ModelQueue:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.backend.name}")
 
     async def close(self) -> None:
+        """Stops batching; requests still waiting for rows get their futures cancelled (none hangs)."""
         if self._task:
             self._task.cancel()
             try:
                 await self._task
             except asyncio.CancelledError:
                 pass
+        await self._pipeline.close()
+        while self._pending:
+            future = self._pending.popleft().job.future
+            if not future.done():
+                future.cancel()
+        self._pending_tokens = 0
 
     def admit(self, count: int) -> None:
         """Raises RequestTooLarge or Overloaded unless the queue can take `count` more sequences now."""
@@ -156,10 +183,16 @@ class ModelQueue:
             if not self._pending:
                 self._wakeup.clear()
                 await self._wakeup.wait()
+            await self._pipeline.wait_free()  # take work only when it can start: batches stay full
             await self._gather()
             items = self._take()
             if items:
-                await self._execute(items)
+                try:
+                    await self._execute(items)
+                except asyncio.CancelledError:  # closing: what was taken but not started is not computed
+                    for item in items:
+                        item.job.future.cancel()
+                    raise
 
     async def _gather(self) -> None:
         """Waits up to max_wait_ms for the token budget or pair cap to fill."""
@@ -201,32 +234,38 @@ class ModelQueue:
         return taken
 
     async def _execute(self, items: list[_Item]) -> None:
-        loop = asyncio.get_running_loop()
         lengths = [item.length for item in items]
         for group in plan_batches(lengths, self.limits.max_batch_tokens, self.limits.max_batch_pairs):
+            await self._pipeline.acquire()  # a slot first, so liveness is checked as late as possible
             now = time.monotonic()
             batch = [items[i] for i in group if not items[i].job.is_dead(now)]
             if len(batch) < len(group):
                 metrics.SEQUENCES_DROPPED.labels(self.backend.name).inc(len(group) - len(batch))
             if not batch:
+                self._pipeline.release()
                 continue
             for item in batch:
                 if item.job.started_at is None:
                     item.job.started_at = now
                     metrics.QUEUE_WAIT.labels(self.backend.name).observe(now - item.job.enqueued_at)
             sequences = [item.job.sequences[item.slot] for item in batch]
-            started = time.perf_counter()
-            try:
-                rows = await loop.run_in_executor(self._compute, self.backend.forward, sequences)
-            except Exception as exc:  # fail this pass's requests only; the loop keeps serving
-                log.exception("forward pass failed for model %s", self.backend.name)
-                for item in batch:
-                    if not item.job.future.done():
-                        item.job.future.set_exception(exc)
-                continue
-            elapsed = time.perf_counter() - started
-            self._observe(sequences, elapsed)
-            self._deliver(batch, rows, elapsed)
+            self._pipeline.start(sequences, lambda rows, elapsed, batch=batch: self._finish(batch, rows, elapsed))
+
+    def _finish(self, batch: list[_Item], rows: np.ndarray | BaseException, elapsed: float) -> None:
+        """A batch's rows (or its failure) to its requests, on the event loop."""
+        if isinstance(rows, asyncio.CancelledError):  # the queue is closing
+            for item in batch:
+                item.job.future.cancel()
+            return
+        if isinstance(rows, BaseException):  # fail this pass's requests only; the loop keeps serving
+            log.error("forward pass failed for model %s", self.backend.name, exc_info=rows)
+            for item in batch:
+                if not item.job.future.done():
+                    item.job.future.set_exception(rows)
+            return
+        sequences = [item.job.sequences[item.slot] for item in batch]
+        self._observe(sequences, elapsed)
+        self._deliver(batch, rows, elapsed)
 
     def _observe(self, sequences: list[TokenizedSequence], elapsed: float) -> None:
         name = self.backend.name

@@ -121,3 +121,16 @@ async def test_a_failing_forward_fails_only_its_requests_and_the_loop_survives(e
         await asyncio.wait_for(bad.future, 5)
     assert [r.item() for r in await asyncio.wait_for(good.future, 5)] == [5.0]
     await queue.close()
+
+
+def test_batch_token_budget_defaults_by_device_type():
+    import torch
+
+    from rescore_sidecar.sidecar.config import SidecarConfig
+    from rescore_sidecar.sidecar.core.queue import default_batch_tokens
+
+    assert default_batch_tokens("cpu") == default_batch_tokens(torch.device("cpu")) == 16384  # CPU unchanged
+    assert default_batch_tokens(torch.device("cuda", 1)) == default_batch_tokens("cuda:0") == 65536
+    assert default_batch_tokens("xpu") == 16384  # a device type without its own figure gets CPU's
+    assert SidecarConfig().max_batch_tokens is None  # unset: the device decides
+    assert SidecarConfig(max_batch_tokens=4096).max_batch_tokens == 4096
