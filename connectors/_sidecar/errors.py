@@ -46,6 +46,7 @@ class SidecarUnavailable(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+        self.target: str | None = None  # the configured target that failed, when one was called
 
 
 class RequestRejected(SidecarUnavailable):

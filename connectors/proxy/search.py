@@ -278,9 +278,10 @@ async def _rescore(request: web.BaseRequest, state: ProxyState, route: str, raw_
                                    else "application/json")
     config = state.rescorer.config
     if route == routes.SEARCH:
-        steps = search_steps(config, body, params, choice=choice)
+        steps = search_steps(config, body, params, choice=choice, brownout=state.rescorer.brownout)
     else:
-        steps = msearch_steps(config, [x for pair in body for x in pair], params, choice=choice)
+        steps = msearch_steps(config, [x for pair in body for x in pair], params, choice=choice,
+                              brownout=state.rescorer.brownout)
     call = next(steps)  # the engine call the plan asks for
     if isinstance(call, EngineSearch):
         # The plan may have moved from/size/_source from the URL into the body.
