@@ -36,6 +36,7 @@ MARK_HEADER = "X-Rescore"
 ARM_HEADER = "X-Rescore-Arm"
 FALLBACK_HEADER = "X-Rescore-Fallback"
 SKIPPED_HEADER = "X-Rescore-Skipped"
+WINDOW_HEADER = "X-Rescore-Window"  # `_rescore.window`, with `; reason=...` when below the requested one
 _DROP_REQUEST = (TOGGLE_HEADER, ARM_KEY_HEADER)
 
 
@@ -134,6 +135,9 @@ def _marks(mark: Mapping[str, Any] | None, arm: str | None) -> dict[str, str]:
         headers[MARK_HEADER] = "off"
         if mark.get("skipped"):
             headers[SKIPPED_HEADER] = str(mark["skipped"])
+    if mark is not None and isinstance(mark.get("window"), int):
+        reason = mark.get("window_reason")
+        headers[WINDOW_HEADER] = f"{mark['window']}; reason={reason}" if reason else str(mark["window"])
     if arm:
         headers[ARM_HEADER] = arm
     return headers
