@@ -31,11 +31,11 @@ class Brownout:
         self._kwargs = {"clock": clock} if clock is not None else {}
         self._lock = threading.Lock()
         self._controllers: dict[WindowPolicy, WindowController] = {}
-        self._default = self._controller(config.default.window_policy())
+        self._default = self._controller(self.policy_for(config.default))
         self._default_window = config.default.window
         for arm in config.arms:  # built now, so each starts observing from the first call
             if arm.options is not None:
-                self._controller(arm.options.window_policy())
+                self._controller(self.policy_for(arm.options))
 
     def _controller(self, policy: WindowPolicy) -> WindowController:
         with self._lock:
@@ -46,11 +46,18 @@ class Brownout:
                 found = self._controllers[policy] = WindowController(policy, **self._kwargs)
             return found
 
+    @staticmethod
+    def policy_for(options: RerankOptions) -> WindowPolicy:
+        """The options' policy without the steps at or above the requested window: they would not
+        shrink it, only delay the first real step (a window of 10 with steps 30/20/10 goes 10 -> off)."""
+        policy = options.window_policy()
+        return WindowPolicy(steps=tuple(s for s in policy.steps if s < options.window), floor=policy.floor)
+
     def choose(self, options: RerankOptions) -> WindowChoice:
         """The window a search with `options` sends now (0 = none: engine order, marked)."""
         if not options.adaptive:
             return WindowChoice(options.window, REASON_PINNED)
-        controller = self._controller(options.window_policy())
+        controller = self._controller(self.policy_for(options))
         choices = [controller.window(t, options.window) for t in self.targets]
         return min(choices, key=lambda c: c.window)
 

@@ -106,7 +106,7 @@ def _observe(brownout: Brownout | None, result: Any, latency_ms: float) -> None:
         return
     if isinstance(result, RerankResult):
         brownout.observe(result.target or None, latency_ms=latency_ms, queue_ms=result.queue_ms)
-    elif isinstance(result, SidecarUnavailable):
+    elif isinstance(result, SidecarUnavailable) and not result.isolated:
         brownout.observe(result.target, latency_ms=latency_ms, failure=result.reason)
 
 

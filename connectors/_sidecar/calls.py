@@ -91,8 +91,11 @@ class Call:
     def failed(self, endpoints: Endpoints, endpoint: Endpoint, error: grpc.RpcError) -> SidecarUnavailable:
         """Records the failed attempt and returns the exception that stands for it."""
         failure = from_rpc_error(error, endpoint.address)
-        failure.target = endpoint.target  # the brownout window's per-target state
         endpoints.record(endpoint, failure, time.monotonic() - self._sent, error.code().name)
+        # For the brownout window's per-target state. One sick endpoint while another of its target
+        # is healthy is the pool's business (ejection), as for the breaker: not a reason to shrink.
+        failure.target = None if endpoints.others_healthy(endpoint) else endpoint.target
+        failure.isolated = failure.target is None
         return failure
 
     def succeeded(self, endpoints: Endpoints, endpoint: Endpoint, reply: rescore_pb2.RerankResponse) -> RerankResult:

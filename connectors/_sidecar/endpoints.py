@@ -73,6 +73,11 @@ class Endpoints:
         pool = self.pools.get(self._owner.get(address, address))
         return channel_options_for(pool, options, tls) if pool is not None else list(options)
 
+    def others_healthy(self, endpoint: Endpoint) -> bool:
+        """Whether another endpoint of `endpoint`'s target is healthy now."""
+        pool = self.pools.get(endpoint.target)
+        return pool is not None and pool.others_healthy(endpoint.address)
+
     def record(self, endpoint: Endpoint, failure: SidecarUnavailable | None, seconds: float, code: str = "OK") -> None:
         """One call's outcome: `failure` None for a reply, else what the call raised."""
         target, address = endpoint

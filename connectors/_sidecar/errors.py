@@ -47,6 +47,7 @@ class SidecarUnavailable(Exception):
         self.reason = reason
         self.detail = detail
         self.target: str | None = None  # the configured target that failed, when one was called
+        self.isolated = False  # one endpoint failed while another of its target was healthy
 
 
 class RequestRejected(SidecarUnavailable):

@@ -196,3 +196,21 @@ def test_msearch_marks_each_search_with_its_window(kind):
     assert [r["_rescore"]["window"] for r in first["responses"]] == [8, 8]
     assert [r["_rescore"]["window"] for r in run.msearch(searches)["responses"]] == [4, 4]
     assert [len(c.texts) for c in mock.calls[-2:]] == [4, 4]
+
+
+def test_one_sick_endpoint_of_a_target_does_not_shrink_it(kind):
+    """Like the breaker: while another endpoint of the target is healthy, its timeouts are the pool's
+    business (ejection), not a reason to send fewer hits."""
+    def handler(address, query, texts):
+        if address.startswith("10.0.0.3"):
+            return Fault(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        return [1.0] * len(texts)
+
+    mock = MockSidecar(handler)
+    run = Run(kind, mock, config(targets=("ipv4:10.0.0.2:1,10.0.0.3:1",)))
+    outs = []
+    for _ in range(8):
+        outs.append(run.search())
+        run.clock.now += 1
+    assert any(o["_rescore"]["fallback"] == "timeout" for o in outs)  # the sick endpoint was called
+    assert {o["_rescore"]["window"] for o in outs} == {8}

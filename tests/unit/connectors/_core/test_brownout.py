@@ -108,3 +108,15 @@ def test_arms_policies_are_built_at_start():
 def test_bad_configuration_is_a_clear_error_at_start(options, message):
     with pytest.raises(ValueError, match=message):
         ConnectorConfig(default=RerankOptions(**options))
+
+
+def test_steps_at_or_above_the_requested_window_do_not_delay_the_first_real_step():
+    brownout, options, clock = make(targets=("bt10:1",))
+    ten, twenty_five = options.replace({"window": 10}), options.replace({"window": 25})
+    brownout.choose(ten), brownout.choose(twenty_five)  # their controllers exist from here on
+    press(brownout, clock, "bt10:1", 1)
+    assert brownout.choose(twenty_five).window == 20  # 30 would not have shrunk it
+    assert brownout.choose(ten).window == 10  # one timeout never turns reranking off ...
+    press(brownout, clock, "bt10:1", 1)
+    assert brownout.choose(ten).window == 0  # ... sustained ones do: 10 -> off, no idle steps at 30/20
+    assert brownout.choose(twenty_five).window == 10
