@@ -170,7 +170,10 @@ def _sweep(args: argparse.Namespace, collection: Collection, engine, address: st
     window = int(config.options["window"])
     hits = sweep.collect_hits(collection, engine, address, config.options, settings.index, settings.depth,
                               settings.budget_ms, settings.reindex, progress_bars(not args.no_progress))
-    text = (f"{collection.name}, {len(hits)} judged queries, {config.label} (policy replace)\n\n"
+    from rescore_sidecar.tools.eval.runner import machine_description
+
+    text = (f"{collection.name}, {len(hits)} judged queries, {config.label} (policy replace); "
+            f"machine: {machine_description()}\n\n"
             + sweep.table(*sweep.sweep(collection.qrels, hits, window, thresholds)))
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
