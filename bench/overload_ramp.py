@@ -18,12 +18,14 @@ import argparse
 import asyncio
 import dataclasses
 import hashlib
+import json
 import os
 import sys
 import time
 from typing import Any, Sequence
 
-from rescore_sidecar.connectors import AsyncRescorer, ConnectorConfig, RerankOptions, SidecarClientConfig
+from rescore_sidecar.connectors import (AsyncRescorer, BreakerConfig, ConnectorConfig, RerankOptions,
+                                        SidecarClientConfig)
 from rescore_sidecar.tools.sidecar_process import SidecarProcess
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -41,6 +43,7 @@ class RampSettings:
     engine_ms: float = 0.0
     model: str | None = None  # sidecar model directory; None = a seeded tiny cross-encoder
     torch_threads: int = 1
+    breaker: tuple[tuple[str, Any], ...] = ()  # BreakerConfig overrides (default: the production defaults)
 
 
 @dataclasses.dataclass
@@ -114,7 +117,8 @@ async def ramp(settings: RampSettings, address: str, docs: list[dict], queries: 
     rows: list[StepRow] = []
     for mode in MODES:
         config = ConnectorConfig(default=RerankOptions(window=settings.window, adaptive=mode == "adaptive"),
-                                 sidecar=SidecarClientConfig(targets=(address,), budget_ms=settings.budget_ms))
+                                 sidecar=SidecarClientConfig(targets=(address,), budget_ms=settings.budget_ms,
+                                                             breaker=BreakerConfig(**dict(settings.breaker))))
         async with AsyncRescorer(config) as rescorer:
             for k, rate in enumerate(settings.rates):
                 rows.append(await run_step(rescorer, engine, queries, rate, settings.step_s, mode, k * 1000))
@@ -166,13 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine-ms", type=float, default=d.engine_ms)
     p.add_argument("--model", default=None, help="sidecar model directory (default: seeded tiny cross-encoder)")
     p.add_argument("--torch-threads", type=int, default=d.torch_threads)
+    p.add_argument("--breaker", default="{}", help='BreakerConfig overrides as JSON, e.g. {"minimum_calls": 1000}')
     return p
 
 
 def settings_from(args: argparse.Namespace) -> RampSettings:
     return RampSettings(rates=tuple(float(r) for r in args.rates.split(",") if r.strip()), step_s=args.step_s,
                         window=args.window, budget_ms=args.budget_ms, engine_ms=args.engine_ms, model=args.model,
-                        torch_threads=args.torch_threads)
+                        torch_threads=args.torch_threads, breaker=tuple(json.loads(args.breaker).items()))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -183,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"run: {time.strftime('%Y-%m-%d %H:%M', time.gmtime(started))} UTC, {time.time() - started:.0f}s; "
           f"window {settings.window}, budget {settings.budget_ms:g} ms, engine {settings.engine_ms:g} ms, "
           f"{settings.step_s:g} s per step and mode, model {settings.model or 'seeded tiny cross-encoder'}, "
-          f"torch threads {settings.torch_threads}")
+          f"torch threads {settings.torch_threads}, breaker {dict(settings.breaker) or 'defaults'}")
     print(table(rows))
     return 0
 
