@@ -50,6 +50,9 @@ class Rescorer:
         self.config = config
         self.brownout = brownout or Brownout(config)
         self.sidecar = sidecar or SidecarClient(config.sidecar)
+        endpoints = getattr(self.sidecar, "endpoints", None)
+        if hasattr(endpoints, "defer_to_window"):  # the breaker as the last resort, after the window
+            endpoints.defer_to_window = self.brownout.can_bend
 
     def search(self, engine_search: EngineSearchCall, body: Mapping | None = None,
                params: Mapping | None = None, *, rerank: Any = None, ab_key: str | None = None) -> Any:

@@ -49,6 +49,9 @@ class AsyncRescorer:
         self.config = config
         self.brownout = brownout or Brownout(config)
         self.sidecar = sidecar or AsyncSidecarClient(config.sidecar)
+        endpoints = getattr(self.sidecar, "endpoints", None)
+        if hasattr(endpoints, "defer_to_window"):  # the breaker as the last resort, after the window
+            endpoints.defer_to_window = self.brownout.can_bend
 
     async def search(self, engine_search: AsyncEngineSearchCall, body: Mapping | None = None,
                      params: Mapping | None = None, *, rerank: Any = None, ab_key: str | None = None) -> Any:

@@ -33,6 +33,7 @@ class Brownout:
         self._controllers: dict[WindowPolicy, WindowController] = {}
         self._default = self._controller(self.policy_for(config.default))
         self._default_window = config.default.window
+        self._adaptive = config.default.adaptive
         for arm in config.arms:  # built now, so each starts observing from the first call
             if arm.options is not None:
                 self._controller(self.policy_for(arm.options))
@@ -52,6 +53,13 @@ class Brownout:
         shrink it, only delay the first real step (a window of 10 with steps 30/20/10 goes 10 -> off)."""
         policy = options.window_policy()
         return WindowPolicy(steps=tuple(s for s in policy.steps if s < options.window), floor=policy.floor)
+
+    def can_bend(self, target: str) -> bool:
+        """Whether the default options' window for `target` can still shrink: while it can, the
+        sidecar client leaves timeouts, overload refusals and slow calls to the window instead of
+        counting them for the breaker, so the breaker stays the last resort (without this it opens
+        within a fraction of a second of an overload, before the window takes its first step)."""
+        return self._adaptive and not self._default.at_floor(target)
 
     def choose(self, options: RerankOptions) -> WindowChoice:
         """The window a search with `options` sends now (0 = none: engine order, marked)."""

@@ -137,6 +137,11 @@ class WindowController:
         with self._lock:
             return self._targets.get(target, _Target()).level
 
+    def at_floor(self, target: str) -> bool:
+        """Whether `target` is at its last level (the floor, or off): the window can bend no further."""
+        with self._lock:
+            return self._targets.get(target, _Target()).level >= len(self._levels)
+
     def snapshot(self) -> dict[str, int]:
         """Window in use per target (0 = off, -1 = full): for metrics."""
         with self._lock:

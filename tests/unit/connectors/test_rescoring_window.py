@@ -214,3 +214,27 @@ def test_one_sick_endpoint_of_a_target_does_not_shrink_it(kind):
         run.clock.now += 1
     assert any(o["_rescore"]["fallback"] == "timeout" for o in outs)  # the sick endpoint was called
     assert {o["_rescore"]["window"] for o in outs} == {8}
+
+
+def test_the_breaker_is_the_last_resort_it_counts_pressure_only_once_the_window_is_at_its_floor(kind):
+    cfg = ConnectorConfig(default=RerankOptions(window=8, window_steps=(4, 2), window_floor=2),
+                          sidecar=SidecarClientConfig(targets=("lr:1",), retry=False, budget_ms=250.0,
+                                                      breaker=BreakerConfig(window_size=2, minimum_calls=2,
+                                                                            open_seconds=60)))
+    run = Run(kind, MockSidecar.script(Fault.overloaded()), cfg)
+    marks = []
+    for _ in range(5):
+        marks.append(run.search()["_rescore"])
+        run.clock.now += 1
+    assert [m["window"] for m in marks] == [8, 4, 2, 2, 2]
+    # 8 and 4 could still shrink: their failures were the window's; at the floor (2) two failures open it.
+    assert [m["fallback"] for m in marks] == ["overloaded"] * 4 + ["breaker_open"]
+
+
+def test_without_the_window_the_breaker_counts_at_once(kind):
+    cfg = ConnectorConfig(default=RerankOptions(window=8, adaptive=False),
+                          sidecar=SidecarClientConfig(targets=("lr2:1",), retry=False,
+                                                      breaker=BreakerConfig(window_size=2, minimum_calls=2,
+                                                                            open_seconds=60)))
+    run = Run(kind, MockSidecar.script(Fault.overloaded()), cfg)
+    assert [run.search()["_rescore"]["fallback"] for _ in range(3)] == ["overloaded", "overloaded", "breaker_open"]
