@@ -19,6 +19,8 @@ a client that falls behind does not burst to catch up). Phases, each with its ow
     replica_stalls three replicas on 127.0.0.1/2/3 sharing a port behind one target
                    (ipv4:a:p,b:p,c:p); one SIGSTOPped for half the phase, then SIGCONT
     engine_restart the engine node restarted (searches may fail: counted as engine failures)
+    overload_ramp  (only with --phases) the rate rises stepwise past one sidecar's capacity, brownout
+                   window off vs on: bench/overload_ramp.py, its own table (--duration = seconds a step)
 
 Goals checked per phase: no search fails that would have succeeded without rescoring
 (`failed` = 0; `engine_failed` = 0 outside engine_restart); the time rescoring adds to a search
@@ -61,6 +63,8 @@ from rescore_sidecar.tools.sidecar_process import SidecarProcess  # noqa: E402
 from rescore_sidecar.tools.eval.sample import SAMPLE_DIR as SAMPLE  # noqa: E402
 
 PHASES = ("baseline", "sigkill", "sigstop", "overload", "drain", "replica_dies", "replica_stalls", "engine_restart")
+# Run only when asked for (--phases): their own table (bench/overload_ramp.py), not in the default run.
+EXTRA_PHASES = ("overload_ramp",)
 REPLICAS = ("r1", "r2", "r3")  # replica_stalls: hosts 127.0.0.1/2/3, one port
 # replica_stalls goal: the stalled replica costs at most a few searches (the calls before it is
 # ejected, then one probe per ejection), and the breaker never turns reranking off.
@@ -663,10 +667,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     phases = tuple(p.strip() for p in args.phases.split(",") if p.strip())
-    unknown = set(phases) - set(PHASES)
+    unknown = set(phases) - set(PHASES) - set(EXTRA_PHASES)
     if unknown:
-        print(f"unknown phases {sorted(unknown)}; known: {','.join(PHASES)}", file=sys.stderr)
+        print(f"unknown phases {sorted(unknown)}; known: {','.join(PHASES + EXTRA_PHASES)}", file=sys.stderr)
         return 2
+    if "overload_ramp" in phases:
+        import overload_ramp  # bench/overload_ramp.py, beside this file
+
+        status = overload_ramp.main(["--step-s", str(args.duration), "--budget-ms", str(args.budget_ms)]
+                                    + (["--model", args.model] if args.model else []))
+        phases = tuple(p for p in phases if p != "overload_ramp")
+        if not phases:
+            return status
     settings = ChaosSettings(phases=phases, duration=args.duration, rate=args.rate, clients=args.clients,
                              budget_ms=args.budget_ms, open_seconds=args.open_seconds, window=args.window,
                              max_queue_pairs=args.max_queue_pairs, slack_ms=args.slack_ms, model=args.model,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+from rescore_sidecar.connectors._core.window import WindowPolicy
+
 POLICIES = ("replace", "linear", "rrf")
 
 
@@ -35,6 +37,15 @@ class RerankOptions:
     query: str | None = None
     # Add `_rescore` (engine score, engine rank, model score) to each hit even without `explain`.
     explain: bool = False
+    # Brownout (connectors/_core/window.py): while the sidecar slows down, send fewer hits, stepping
+    # through `window_steps` (largest first) down to `window_floor` (0 = may turn reranking off for the
+    # target); `adaptive=False` pins `window` whatever the load.
+    adaptive: bool = True
+    window_steps: tuple[int, ...] = (30, 20, 10)
+    window_floor: int = 0
+    # Selective reranking (connectors/_core/selective.py): skip the sidecar when the engine's top-hit
+    # score gap, as a share of the window's score range, reaches this; None = always rerank.
+    selective_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -47,6 +58,20 @@ class RerankOptions:
             raise ValueError(f"model_weight must be in [0, 1], got {self.model_weight!r}")
         if self.max_chars < 1 or self.rrf_k < 1:
             raise ValueError("max_chars and rrf_k must be positive")
+        if not isinstance(self.adaptive, bool):
+            raise ValueError(f"rerank adaptive must be true or false, got {self.adaptive!r}")
+        if isinstance(self.window_steps, (list, tuple)):
+            object.__setattr__(self, "window_steps", tuple(self.window_steps))
+        self.window_policy()  # bad steps / floor: a clear error when the options are built (at start)
+        t = self.selective_threshold
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t <= 1.0):
+            raise ValueError(f"selective_threshold must be a number in [0, 1] or null, got {t!r}")
+
+    def window_policy(self) -> WindowPolicy:
+        """The brownout policy of these options (ValueError when steps or floor are bad)."""
+        if not isinstance(self.window_steps, tuple):
+            raise ValueError(f"window_steps must be a list of integers, got {self.window_steps!r}")
+        return WindowPolicy(steps=self.window_steps, floor=self.window_floor)
 
     def replace(self, overrides: Mapping[str, Any]) -> "RerankOptions":
         """A copy with `overrides` applied; unknown keys are an error, lists become tuples."""

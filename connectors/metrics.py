@@ -7,6 +7,16 @@ SEARCHES = Counter("rescore_connector_searches_total",
                    "Searches handled by a connector, by outcome (reranked, fallback, skipped) and A/B arm",
                    ["outcome", "arm"])
 FALLBACKS = Counter("rescore_connector_fallbacks_total", "Searches answered in engine order, by reason", ["reason"])
+# Brownout window and selective reranking (connectors/_core/brownout.py, selective.py).
+WINDOW = Gauge("rescore_connector_window", "Window the default options send to a sidecar target now (0 = off)",
+               ["target"])
+WINDOW_SEARCHES = Counter("rescore_connector_window_searches_total",
+                          "Searches by the window they sent to the sidecar (0 = none) and why it was below the "
+                          "requested one (latency, queue, timeouts, pinned; empty = as requested)",
+                          ["window", "reason"])
+SKIPPED = Counter("rescore_connector_skipped_total",
+                  "Searches not sent to the sidecar, by reason (confident, brownout, disabled, no_text, ...)",
+                  ["reason"])
 SIDECAR_CALLS = Counter("rescore_connector_sidecar_calls_total", "Rerank calls by target and gRPC status code",
                         ["target", "code"])
 SIDECAR_SECONDS = Histogram("rescore_connector_sidecar_seconds", "Wall time of one Rerank call",

@@ -114,9 +114,12 @@ def word_overlap(address: str, query: str, texts: list[str]) -> list[float]:
 class MockSidecar:
     """Transport for `SidecarClient(..., transport=)` / `AsyncSidecarClient(..., transport=)`."""
 
-    def __init__(self, handler: Handler = word_overlap, *, model: str = "mock-model"):
+    def __init__(self, handler: Handler = word_overlap, *, model: str = "mock-model", queue_ms: float = 0.0):
+        """`queue_ms`: the queue wait every reply reports (`timings.queue_ms`; settable any time), so
+        a test can press the brownout window without slow calls."""
         self.handler = handler
         self.model = model
+        self.queue_ms = queue_ms
         self.calls: list[MockCall] = []
         self._lock = threading.Lock()
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -152,7 +155,8 @@ class MockSidecar:
         if isinstance(outcome, Fault):
             raise MockRpcError(outcome)
         results = [rescore_pb2.Result(index=i, score=float(s)) for i, s in enumerate(outcome)]
-        return rescore_pb2.RerankResponse(results=results, model=request.model or self.model)
+        return rescore_pb2.RerankResponse(results=results, model=request.model or self.model,
+                                          timings=rescore_pb2.Timings(queue_ms=self.queue_ms))
 
     def _call_sync(self, address: str, request: rescore_pb2.RerankRequest, timeout: float | None = None,
                    metadata: Any = None) -> rescore_pb2.RerankResponse:

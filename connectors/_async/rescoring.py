@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from rescore_sidecar.connectors._async.client import AsyncSidecarClient
+from rescore_sidecar.connectors._core.brownout import Brownout
 from rescore_sidecar.connectors._core.steps import Effect, Rerank, Steps, msearch_steps, search_steps
 from rescore_sidecar.connectors.config import ConnectorConfig
 
@@ -39,20 +40,28 @@ async def resume(steps: Steps, answer: Any, sidecar: Any) -> Any:
 
 
 class AsyncRescorer:
-    """Reranks searches through the sidecar. One per application; a context manager."""
+    """Reranks searches through the sidecar. One per application; a context manager.
+    `brownout`: the load-adaptive window state (default: a fresh one for `config`; tests pass one
+    with a fake clock)."""
 
-    def __init__(self, config: ConnectorConfig = ConnectorConfig(), *, sidecar: Any = None):
+    def __init__(self, config: ConnectorConfig = ConnectorConfig(), *, sidecar: Any = None,
+                 brownout: Brownout | None = None):
         self.config = config
+        self.brownout = brownout or Brownout(config)
         self.sidecar = sidecar or AsyncSidecarClient(config.sidecar)
+        endpoints = getattr(self.sidecar, "endpoints", None)
+        if hasattr(endpoints, "defer_to_window"):  # the breaker as the last resort, after the window
+            endpoints.defer_to_window = self.brownout.can_bend
 
     async def search(self, engine_search: AsyncEngineSearchCall, body: Mapping | None = None,
                      params: Mapping | None = None, *, rerank: Any = None, ab_key: str | None = None) -> Any:
-        steps = search_steps(self.config, body, params, rerank=rerank, ab_key=ab_key)
+        steps = search_steps(self.config, body, params, rerank=rerank, ab_key=ab_key, brownout=self.brownout)
         return await drive(steps, lambda e: engine_search(e.body, e.params), self.sidecar)
 
     async def msearch(self, engine_msearch: AsyncEngineMsearchCall, searches: Sequence,
                       params: Mapping | None = None, *, rerank: Any = None, ab_key: str | None = None) -> Any:
-        steps = msearch_steps(self.config, searches, params, rerank=rerank, ab_key=ab_key)
+        steps = msearch_steps(self.config, searches, params, rerank=rerank, ab_key=ab_key,
+                              brownout=self.brownout)
         return await drive(steps, lambda e: engine_msearch(e.lines, e.params), self.sidecar)
 
     async def close(self) -> None:

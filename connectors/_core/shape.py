@@ -14,10 +14,13 @@ MARKER_KEY = "_rescore"
 
 
 def marker(*, reranked: bool, arm: str | None = None, fallback: str | None = None, model: str = "",
-           took_ms: float = 0.0, skipped: str | None = None) -> dict:
-    """The top-level `_rescore` entry every response handled by a connector carries."""
+           took_ms: float = 0.0, skipped: str | None = None, window: int = 0,
+           window_reason: str | None = None) -> dict:
+    """The top-level `_rescore` entry every response handled by a connector carries. `window`: the
+    window used (its hits with text went to the sidecar; 0 = no call); `window_reason`: why it is below the requested one (latency,
+    queue, timeouts: the brownout; pinned: `adaptive=False`), None when it is the requested one."""
     return {"reranked": reranked, "arm": arm, "fallback": fallback, "skipped": skipped, "model": model,
-            "took_ms": round(took_ms, 3)}
+            "took_ms": round(took_ms, 3), "window": window, "window_reason": window_reason}
 
 
 def _remove_path(obj: Any, parts: Sequence[str]) -> None:

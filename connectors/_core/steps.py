@@ -17,6 +17,8 @@ from typing import Any, Generator, Mapping, Sequence
 
 from rescore_sidecar.connectors import metrics
 from rescore_sidecar.connectors._core import arms
+from rescore_sidecar.connectors._core.brownout import Brownout
+from rescore_sidecar.connectors._core.selective import SKIPPED_CONFIDENT, engine_confident
 from rescore_sidecar.connectors._core.plan import SearchPlan, plan_search
 from rescore_sidecar.connectors._core.shape import apply_scores, engine_order, marker
 from rescore_sidecar.connectors._core.text import documents
@@ -71,35 +73,79 @@ def plan(config: ConnectorConfig, body: Mapping | None, params: Mapping | None, 
     return SearchPlan(body=dict(body or {}), params=dict(params or {}), options=choice.options, skip=skip), choice.arm
 
 
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """What one search sends to the sidecar: the top `window` hits (0 = no call) and why."""
+
+    window: int
+    reason: str | None = None  # why `window` is below the requested one (or "pinned")
+    skip: str | None = None  # "confident" (selective) or "brownout" (window off): no call
+
+
+def route(response: Mapping, p: SearchPlan, brownout: Brownout | None) -> Route:
+    """Selective reranking first (a confident engine ranking needs no window), then the brownout
+    window. Without a `brownout` (steps driven by hand) the requested window is used."""
+    if p.skip is not None:
+        return Route(0)
+    o = p.options
+    hits = response.get("hits", {}).get("hits", []) if isinstance(response, Mapping) else []
+    if o.selective_threshold is not None and engine_confident(
+            [h.get("_score") for h in hits[: o.window] if isinstance(h, Mapping)], o.selective_threshold):
+        return Route(0, None, SKIPPED_CONFIDENT)
+    if brownout is None:
+        return Route(o.window)
+    choice = brownout.choose(o)
+    if choice.window <= 0:
+        return Route(0, choice.reason, "brownout")
+    return Route(choice.window, choice.reason)
+
+
+def _observe(brownout: Brownout | None, result: Any, latency_ms: float) -> None:
+    """Feeds one sidecar call's outcome to the brownout window."""
+    if brownout is None:
+        return
+    if isinstance(result, RerankResult):
+        brownout.observe(result.target or None, latency_ms=latency_ms, queue_ms=result.queue_ms)
+    elif isinstance(result, SidecarUnavailable) and not result.isolated:
+        brownout.observe(result.target, latency_ms=latency_ms, failure=result.reason)
+
+
 def finish(response: Mapping, p: SearchPlan, arm: str | None, docs: list[tuple[int, str]],
-           result: RerankResult | SidecarUnavailable | Exception | None, sidecar_ms: float, started: float) -> dict:
+           result: RerankResult | SidecarUnavailable | Exception | None, sidecar_ms: float, started: float,
+           sent: Route | None = None) -> dict:
     """The caller's response from the engine's answer and the sidecar's result (or failure).
     Counts the search in `connectors.metrics` (the one fallback counter, proxy included)."""
     took_ms = (time.perf_counter() - started) * 1000
-    outcome, fallback = "reranked", None
+    sent = sent or Route(0 if p.skip is not None else p.options.window)
+    outcome, fallback, skipped = "reranked", None, None
+    mark = {"arm": arm, "took_ms": took_ms, "window": sent.window, "window_reason": sent.reason}
     try:
-        if p.skip is not None:
-            outcome = "skipped"
-            return engine_order(response, p, marker(reranked=False, arm=arm, skipped=p.skip, took_ms=took_ms))
+        if p.skip is not None or sent.skip is not None:
+            outcome, skipped = "skipped", p.skip or sent.skip
+            return engine_order(response, p, marker(reranked=False, skipped=skipped, **mark))
         if not docs:
-            outcome = "skipped"
-            return engine_order(response, p, marker(reranked=False, arm=arm, skipped="no_text",
-                                                              took_ms=took_ms))
+            outcome, skipped = "skipped", "no_text"
+            return engine_order(response, p, marker(reranked=False, skipped=skipped, **mark))
         if isinstance(result, RerankResult):
             scores = {pos: result.scores[j] for j, (pos, _) in enumerate(docs)}
-            return apply_scores(response, p, scores, marker(reranked=True, arm=arm, model=result.model,
-                                                                       took_ms=took_ms))
+            if sent.window < p.options.window:  # the brownout's smaller window is what gets reordered
+                p = dataclasses.replace(p, options=dataclasses.replace(p.options, window=sent.window))
+            return apply_scores(response, p, scores, marker(reranked=True, model=result.model, **mark))
         fallback = result.reason if isinstance(result, SidecarUnavailable) else "connector_error"
         outcome = "fallback"
-        return engine_order(response, p, marker(reranked=False, arm=arm, fallback=fallback, took_ms=took_ms))
+        return engine_order(response, p, marker(reranked=False, fallback=fallback, **mark))
     except Exception:  # noqa: BLE001
         log.exception("rescore: applying scores failed; returning engine order")
         outcome, fallback = "fallback", "connector_error"
-        return engine_order(response, p, marker(reranked=False, arm=arm, fallback=fallback, took_ms=took_ms))
+        return engine_order(response, p, marker(reranked=False, fallback=fallback, **mark))
     finally:
         metrics.SEARCHES.labels(outcome, arm or "").inc()
         if fallback:
             metrics.FALLBACKS.labels(fallback).inc()
+        if skipped:
+            metrics.SKIPPED.labels(skipped).inc()
+        if p.skip is None:
+            metrics.WINDOW_SEARCHES.labels(str(sent.window if outcome != "skipped" else 0), sent.reason or "").inc()
         overhead = (time.perf_counter() - started) - sidecar_ms / 1000
         metrics.OVERHEAD_SECONDS.observe(max(overhead, 0.0))
 
@@ -142,23 +188,38 @@ def _failure(result: Any) -> Any:
     return result
 
 
+def _sent_docs(response: Mapping, p: SearchPlan, brownout: Brownout | None) -> tuple[Route, list[tuple[int, str]]]:
+    """The search's route and the (window position, text) pairs it sends (none when skipped)."""
+    try:
+        sent = route(response, p, brownout)
+    except Exception:  # noqa: BLE001 - a connector bug must not fail the search
+        log.exception("rescore: choosing the window failed; using the requested one")
+        sent = Route(p.options.window)
+    if sent.skip is not None:
+        return sent, []
+    return sent, [d for d in collect(response, p) if d[0] < sent.window]
+
+
 def search_steps(config: ConnectorConfig, body: Mapping | None, params: Mapping | None, *, rerank: Any = None,
-                 ab_key: str | None = None, choice: arms.Choice | None = None) -> Steps:
+                 ab_key: str | None = None, choice: arms.Choice | None = None,
+                 brownout: Brownout | None = None) -> Steps:
     p, arm = plan(config, body, params, rerank, ab_key, choice)
     answer = yield EngineSearch(p.body, p.params)  # engine errors propagate as they are
     started = time.perf_counter()
     response = _body(answer)
-    docs = collect(response, p)
+    sent, docs = _sent_docs(response, p, brownout)
     result, sidecar_ms = None, 0.0
     if docs:
         t0 = time.perf_counter()
         result = _failure((yield Rerank(p.query_text, [t for _, t in docs], p.options.model)))
         sidecar_ms = (time.perf_counter() - t0) * 1000
-    return _like(answer, finish(response, p, arm, docs, result, sidecar_ms, started))
+        _observe(brownout, result, sidecar_ms)
+    return _like(answer, finish(response, p, arm, docs, result, sidecar_ms, started, sent))
 
 
 def msearch_steps(config: ConnectorConfig, searches: Sequence, params: Mapping | None = None, *,
-                  rerank: Any = None, ab_key: str | None = None, choice: arms.Choice | None = None) -> Steps:
+                  rerank: Any = None, ab_key: str | None = None, choice: arms.Choice | None = None,
+                  brownout: Brownout | None = None) -> Steps:
     pairs = split_msearch(searches)
     plans = [plan(config, b, {}, rerank, ab_key, choice) for _, b in pairs]
     lines: list[dict] = []
@@ -168,7 +229,8 @@ def msearch_steps(config: ConnectorConfig, searches: Sequence, params: Mapping |
     started = time.perf_counter()
     response = _body(answer)
     subs = list(response.get("responses", []))
-    docs = [collect(r, p) if "error" not in r else [] for r, (p, _) in zip(subs, plans)]
+    routed = [_sent_docs(r, p, brownout) if "error" not in r else (Route(0), []) for r, (p, _) in zip(subs, plans)]
+    sents, docs = [s for s, _ in routed], [d for _, d in routed]
     wanted = [i for i, d in enumerate(docs) if d]
     results: dict[int, Any] = {}
     sidecar_ms = 0.0
@@ -178,8 +240,11 @@ def msearch_steps(config: ConnectorConfig, searches: Sequence, params: Mapping |
                                           for i in wanted])))
         results = dict(zip(wanted, got)) if isinstance(got, list) else {i: got for i in wanted}
         sidecar_ms = (time.perf_counter() - t0) * 1000
+        for i in wanted:
+            r = results.get(i)
+            _observe(brownout, r, r.took_ms if isinstance(r, RerankResult) else sidecar_ms)
     out = dict(response)
     out["responses"] = [r if "error" in r else finish(r, p, arm, docs[i], results.get(i),
-                                                      sidecar_ms / max(len(wanted), 1), started)
+                                                      sidecar_ms / max(len(wanted), 1), started, sents[i])
                         for i, (r, (p, arm)) in enumerate(zip(subs, plans))]
     return _like(answer, out)

@@ -96,7 +96,7 @@ class WindowController:
         with self._lock:
             state = self._targets.setdefault(target, _Target())
             now = self._clock()
-            if state.level == len(self._levels) and self._levels[-1] == 0 \
+            if self._levels and state.level == len(self._levels) and self._levels[-1] == 0 \
                     and now - state.changed_at >= self.policy.off_probe_s:
                 # Off: no calls, so no observations; probe with the smallest window instead.
                 self._step(state, -1, now, state.reason)
@@ -123,7 +123,10 @@ class WindowController:
             now = self._clock()
             state.pressure += p.smoothing * (sample - state.pressure)
             held = now - state.changed_at
-            if (timed_out or state.pressure > p.shrink_above) and held >= p.shrink_every_s \
+            # A timeout steps down at once, except into "off": that takes sustained pressure, so
+            # one stray timeout does not stop reranking a small window for `off_probe_s`.
+            into_off = state.level + 1 == len(self._levels) and self._levels[-1] == 0
+            if ((timed_out and not into_off) or state.pressure > p.shrink_above) and held >= p.shrink_every_s \
                     and state.level < len(self._levels):
                 self._step(state, +1, now, reason)
             elif state.pressure < p.widen_below and held >= p.widen_after_s and state.level > 0:
@@ -133,6 +136,11 @@ class WindowController:
         """How many steps below the full window `target` is (0 = full)."""
         with self._lock:
             return self._targets.get(target, _Target()).level
+
+    def at_floor(self, target: str) -> bool:
+        """Whether `target` is at its last level (the floor, or off): the window can bend no further."""
+        with self._lock:
+            return self._targets.get(target, _Target()).level >= len(self._levels)
 
     def snapshot(self) -> dict[str, int]:
         """Window in use per target (0 = off, -1 = full): for metrics."""

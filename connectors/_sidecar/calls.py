@@ -31,6 +31,9 @@ class RerankResult:
     scores: list[float]  # by position in the request's texts
     model: str
     took_ms: float
+    # What the brownout window reads: the sidecar's reported queue wait, and which target answered.
+    queue_ms: float = 0.0
+    target: str = ""
 
 
 def build_request(query: str, texts: Sequence[str], model: str,
@@ -40,7 +43,7 @@ def build_request(query: str, texts: Sequence[str], model: str,
                                      documents=[rescore_pb2.Document(id=str(i), text=t) for i, t in enumerate(texts)])
 
 
-def to_result(reply: rescore_pb2.RerankResponse, n: int, took_ms: float) -> RerankResult:
+def to_result(reply: rescore_pb2.RerankResponse, n: int, took_ms: float, target: str = "") -> RerankResult:
     scores = [0.0] * n
     seen = 0
     for r in reply.results:
@@ -50,7 +53,8 @@ def to_result(reply: rescore_pb2.RerankResponse, n: int, took_ms: float) -> Rera
         seen += 1
     if seen != n:
         raise SidecarUnavailable("error", f"sidecar returned {seen} results for {n} documents")
-    return RerankResult(scores=scores, model=reply.model, took_ms=took_ms)
+    return RerankResult(scores=scores, model=reply.model, took_ms=took_ms, queue_ms=reply.timings.queue_ms,
+                        target=target)
 
 
 def deadline_for(config: SidecarClientConfig, budget_ms: float | None) -> float:
@@ -92,12 +96,16 @@ class Call:
         """Records the failed attempt and returns the exception that stands for it."""
         failure = from_rpc_error(error, endpoint.address)
         endpoints.record(endpoint, failure, time.monotonic() - self._sent, error.code().name)
+        # For the brownout window's per-target state. One sick endpoint while another of its target
+        # is healthy is the pool's business (ejection), as for the breaker: not a reason to shrink.
+        failure.target = None if endpoints.others_healthy(endpoint) else endpoint.target
+        failure.isolated = failure.target is None
         return failure
 
     def succeeded(self, endpoints: Endpoints, endpoint: Endpoint, reply: rescore_pb2.RerankResponse) -> RerankResult:
         seconds = time.monotonic() - self._sent
         endpoints.record(endpoint, None, seconds)
-        return to_result(reply, self.n, seconds * 1000)
+        return to_result(reply, self.n, seconds * 1000, endpoint.target)
 
     def budget_too_small(self, attempt: RetryCallState) -> bool:
         """A tenacity stop: too little budget left for another attempt to succeed."""

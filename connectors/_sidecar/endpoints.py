@@ -13,7 +13,7 @@ import threading
 from typing import Callable, Collection, NamedTuple
 
 from rescore_sidecar.connectors import metrics
-from rescore_sidecar.connectors._sidecar.errors import RequestRejected, SidecarUnavailable
+from rescore_sidecar.connectors._sidecar.errors import RequestRejected, SidecarOverloaded, SidecarUnavailable
 from rescore_sidecar.connectors._sidecar.breaker import CircuitBreaker
 from rescore_sidecar.connectors.config import SidecarClientConfig
 from rescore_sidecar.connectors._sidecar.pool import EndpointPool, NoEndpoint, channel_options_for
@@ -41,6 +41,9 @@ class Endpoints:
                       for t in self.addresses}
         self._owner: dict[str, str] = {}  # endpoint address -> its target (for channel options)
         self._cycle = itertools.cycle(self.addresses)
+        # Set by the rescorer (`Brownout.can_bend`): True while a target's window can still shrink;
+        # then pressure (timeouts, overload, slow calls) is the window's business, not the breaker's.
+        self.defer_to_window: Callable[[str], bool] | None = None
         self._lock = threading.Lock()
 
     def pick(self, exclude: Collection[str] = ()) -> Endpoint:
@@ -73,6 +76,11 @@ class Endpoints:
         pool = self.pools.get(self._owner.get(address, address))
         return channel_options_for(pool, options, tls) if pool is not None else list(options)
 
+    def others_healthy(self, endpoint: Endpoint) -> bool:
+        """Whether another endpoint of `endpoint`'s target is healthy now."""
+        pool = self.pools.get(endpoint.target)
+        return pool is not None and pool.others_healthy(endpoint.address)
+
     def record(self, endpoint: Endpoint, failure: SidecarUnavailable | None, seconds: float, code: str = "OK") -> None:
         """One call's outcome: `failure` None for a reply, else what the call raised."""
         target, address = endpoint
@@ -91,6 +99,12 @@ class Endpoints:
         ok = failure is None
         metrics.ENDPOINT_CALLS.labels(target, address, "ok" if ok else "failed").inc()
         pool.record(address, ok)
+        pressed = ok or isinstance(failure, SidecarOverloaded) or failure.reason == "timeout"
+        if pressed and breaker.state == "closed" and self.defer_to_window is not None \
+                and self.defer_to_window(target):
+            if ok:
+                breaker.record(True, 0.0)  # a slow reply is the window's to answer, not a slow call
+            return
         # One sick endpoint is the pool's business (ejection); the breaker, which turns reranking
         # off for the whole target, counts a failure only when no other endpoint is healthy (and
         # always while it is not closed, so its half-open probes resolve).

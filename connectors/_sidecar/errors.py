@@ -46,6 +46,8 @@ class SidecarUnavailable(Exception):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+        self.target: str | None = None  # the configured target that failed, when one was called
+        self.isolated = False  # one endpoint failed while another of its target was healthy
 
 
 class RequestRejected(SidecarUnavailable):

@@ -36,6 +36,7 @@ MARK_HEADER = "X-Rescore"
 ARM_HEADER = "X-Rescore-Arm"
 FALLBACK_HEADER = "X-Rescore-Fallback"
 SKIPPED_HEADER = "X-Rescore-Skipped"
+WINDOW_HEADER = "X-Rescore-Window"  # `_rescore.window`, with `; reason=...` when below the requested one
 _DROP_REQUEST = (TOGGLE_HEADER, ARM_KEY_HEADER)
 
 
@@ -134,6 +135,9 @@ def _marks(mark: Mapping[str, Any] | None, arm: str | None) -> dict[str, str]:
         headers[MARK_HEADER] = "off"
         if mark.get("skipped"):
             headers[SKIPPED_HEADER] = str(mark["skipped"])
+    if mark is not None and isinstance(mark.get("window"), int):
+        reason = mark.get("window_reason")
+        headers[WINDOW_HEADER] = f"{mark['window']}; reason={reason}" if reason else str(mark["window"])
     if arm:
         headers[ARM_HEADER] = arm
     return headers
@@ -278,9 +282,10 @@ async def _rescore(request: web.BaseRequest, state: ProxyState, route: str, raw_
                                    else "application/json")
     config = state.rescorer.config
     if route == routes.SEARCH:
-        steps = search_steps(config, body, params, choice=choice)
+        steps = search_steps(config, body, params, choice=choice, brownout=state.rescorer.brownout)
     else:
-        steps = msearch_steps(config, [x for pair in body for x in pair], params, choice=choice)
+        steps = msearch_steps(config, [x for pair in body for x in pair], params, choice=choice,
+                              brownout=state.rescorer.brownout)
     call = next(steps)  # the engine call the plan asks for
     if isinstance(call, EngineSearch):
         # The plan may have moved from/size/_source from the URL into the body.

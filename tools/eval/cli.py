@@ -68,6 +68,10 @@ def build_parser(prog: str = "rescore-sidecar eval") -> argparse.ArgumentParser:
                       help="model for the started sidecar, repeatable (first is the default)")
     side.add_argument("--budget-ms", type=float, default=60_000.0,
                       help="sidecar time budget per search (default 60000: never fall back for slowness)")
+    p.add_argument("--selective-sweep", nargs="?", const="default", default=None, metavar="T1,T2,...",
+                   help="instead of the report: nDCG@10 and the share of searches/pairs sent to the sidecar per "
+                        "selective threshold, and nDCG@10 per window (50/30/20/10), for the first --config "
+                        "(policy replace); writes OUT/sweep.md")
     p.add_argument("--out", default="eval-out", help="folder for report.json, report.md, report.png")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -85,6 +89,7 @@ def check_args(args: argparse.Namespace, served: Sequence[str] = ()) -> list[Res
     if args.sidecar and args.model:
         raise ValueError("--model picks models for a sidecar started here; with --sidecar, name a served "
                          "model in --config model=NAME instead")
+    sweep_thresholds(args)
     configs = [parse_config(s, default_window=min(args.window, args.depth), default_model=served[0] if served else "")
                for s in (args.config or DEFAULT_CONFIGS)]
     for c in configs:
@@ -128,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "sidecar_models": dict(zip(sidecar.models, sidecar.kinds)), "sidecar": sidecar.describe(),
                        "sidecar_address": sidecar.address, "engine_url": engine.url,
                        "models_given": list(args.model)}
+            if args.selective_sweep is not None:
+                return _sweep(args, collection, engine, sidecar.address, configs[0], settings, log)
             report = run_eval(collection, engine, sidecar.address, configs, settings,
                               progress=progress_bars(not args.no_progress), context=context, log=log)
         paths = write_all(report, pathlib.Path(args.out))
@@ -145,6 +152,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(paths["markdown"].read_text(), end="")
     log(f"wrote {paths['json']}, {paths['markdown']}, {paths['plot']}")
+    return 0
+
+
+def sweep_thresholds(args: argparse.Namespace) -> tuple[float, ...]:
+    """The thresholds of --selective-sweep (ValueError when one is not a number in [0, 1])."""
+    from rescore_sidecar.tools.eval.sweep import DEFAULT_THRESHOLDS
+
+    if args.selective_sweep in (None, "default"):
+        return DEFAULT_THRESHOLDS
+    try:
+        thresholds = tuple(float(t) for t in args.selective_sweep.split(",") if t.strip())
+    except ValueError:
+        raise ValueError(f"--selective-sweep: thresholds must be numbers, got {args.selective_sweep!r}") from None
+    if not thresholds or any(not 0.0 <= t <= 1.0 for t in thresholds):
+        raise ValueError(f"--selective-sweep: thresholds must be in [0, 1], got {args.selective_sweep!r}")
+    return thresholds
+
+
+def _sweep(args: argparse.Namespace, collection: Collection, engine, address: str, config: RescoreConfig,
+           settings: RunSettings, log) -> int:
+    from rescore_sidecar.tools.eval import sweep
+
+    thresholds = sweep_thresholds(args)
+    window = int(config.options["window"])
+    hits = sweep.collect_hits(collection, engine, address, config.options, settings.index, settings.depth,
+                              settings.budget_ms, settings.reindex, progress_bars(not args.no_progress))
+    from rescore_sidecar.tools.eval.runner import machine_description
+
+    text = (f"{collection.name}, {len(hits)} judged queries, {config.label} (policy replace); "
+            f"machine: {machine_description()}\n\n"
+            + sweep.table(*sweep.sweep(collection.qrels, hits, window, thresholds)))
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.md").write_text(text)
+    print(text, end="")
+    log(f"wrote {out / 'sweep.md'}")
     return 0
 
 

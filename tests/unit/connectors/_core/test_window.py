@@ -82,6 +82,23 @@ def test_floor_is_never_crossed_and_no_off_state_with_a_floor():
     assert ctl.window("a", 50).window == 20
 
 
+def test_no_step_below_the_window_and_a_floor_means_the_window_never_moves():
+    clock = Clock()
+    ctl = WindowController(WindowPolicy(steps=(), floor=10), clock=clock)
+    slow(ctl, clock, calls=40)
+    assert ctl.window("a", 10).window == 10 and ctl.level("a") == 0
+
+
+def test_one_timeout_never_turns_reranking_off_sustained_ones_do():
+    clock = Clock()
+    ctl = WindowController(WindowPolicy(steps=()), clock=clock)
+    ctl.observe("a", latency_ms=250, budget_ms=250, timed_out=True)
+    assert ctl.window("a", 10).window == 10
+    clock.advance(1.0)
+    ctl.observe("a", latency_ms=250, budget_ms=250, timed_out=True)
+    assert ctl.window("a", 10).window == 0
+
+
 def test_timeouts_shrink_at_once_and_say_so():
     clock = Clock()
     ctl = WindowController(clock=clock)

@@ -274,3 +274,57 @@ async def test_ab_arms_by_key(engine, sidecar, client):
         assert "X-Rescore-Key" not in engine.seen[-1]["headers"]
     finally:
         await stop(runner, state)
+
+
+class _Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_the_proxy_reports_the_same_window_fields_and_bends_alike(engine, client):
+    """Brownout and selective run in the proxy as in the wrappers: same `_rescore` fields, plus a
+    header; the window shrinks under the sidecar's reported queue wait (fake clock)."""
+    from rescore_sidecar.connectors._core.brownout import Brownout
+
+    mock = MockSidecar(by_number, queue_ms=1000.0)
+    config = ProxyConfig(upstreams=(engine.url,), listen="127.0.0.1:0", sidecars=("127.0.0.1:1",),
+                         rescore={"window": 5, "window_steps": [3, 2]})
+    runner, state, port = await start(config, host="127.0.0.1", port=0)
+    await state.rescorer.close()
+    connector, clock = config.connector_config(), _Clock()
+    state.rescorer = AsyncRescorer(connector, sidecar=AsyncSidecarClient(connector.sidecar, transport=mock),
+                                   brownout=Brownout(connector, clock=clock))
+    url = f"http://127.0.0.1:{port}/i/_search"
+    try:
+        marks = []
+        for advance in (0, 0, 0, 1):
+            clock.now += advance
+            async with client.post(url, json=QUERY) as r:
+                marks.append((r.headers["X-Rescore-Window"], (await r.json())["_rescore"]))
+        # One call at 4x the budget in queue wait shrinks at once; the next step only after the 1 s hold.
+        assert [h for h, _ in marks] == ["5", "3; reason=queue", "3; reason=queue", "3; reason=queue"]
+        assert marks[2][1]["window"] == 3 and marks[2][1]["window_reason"] == "queue"
+        assert [len(c.texts) for c in mock.calls] == [5, 3, 3, 3]
+        async with client.post(url, json=QUERY) as r:
+            assert r.headers["X-Rescore-Window"] == "2; reason=queue"
+        # Pinned by the client's toggle: honoured.
+        async with client.post(url + "?rescore=" + '{"window":5,"adaptive":false}', json=QUERY) as r:
+            assert r.headers["X-Rescore-Window"] == "5; reason=pinned"
+        # Selective: DOCS are evenly spaced (gap 1/4 of the window's range): skipped at 0.2.
+        calls = len(mock.calls)
+        async with client.post(url, json={**QUERY, "rescore_sidecar": {"selective_threshold": 0.2}}) as r:
+            assert (r.headers["X-Rescore"], r.headers["X-Rescore-Skipped"]) == ("off", "confident")
+            assert (await r.json())["_rescore"]["skipped"] == "confident"
+        assert len(mock.calls) == calls
+    finally:
+        await stop(runner, state)
+
+
+def test_bad_window_settings_stop_the_proxy_at_start():
+    from rescore_sidecar.connectors.proxy.config import ConfigError, load_config
+
+    for rescore, message in (('{"window_floor": -1}', "floor"), ('{"window_steps": [10, 30]}', "decreasing")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(["--upstream", "http://a", "--rescore", rescore], {})

@@ -36,6 +36,8 @@ def test_parse_config_rejects_bad_specs(spec: str, message: str) -> None:
     (["sample", "--depth", "0"], "--depth must be at least 1"),
     (["sample", "--sidecar", "127.0.0.1:1", "--model", "x"], "--model picks models"),
     (["/no/such/folder"], "not a folder"),
+    (["sample", "--selective-sweep", "0.1,2"], "must be in [0, 1]"),
+    (["sample", "--selective-sweep", "a,b"], "must be numbers"),
 ])
 def test_eval_cli_bad_input_exits_2(argv, message, capsys) -> None:
     assert cli.main(argv + ["--no-progress"]) == 2
