@@ -109,7 +109,10 @@ def train(settings: TrainSettings, examples: Sequence[Pair] | Sequence[Triplet],
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss, MarginMSELoss
 
+    import torch
+
     settings.check()
+    on_gpu = settings.device != "cpu" and torch.cuda.is_available()
     dataset = to_dataset(examples, labels)
     model = load_start(settings)
     loss = BinaryCrossEntropyLoss(model) if settings.loss == "bce" else MarginMSELoss(model)
@@ -119,7 +122,7 @@ def train(settings: TrainSettings, examples: Sequence[Pair] | Sequence[Triplet],
         warmup_steps=settings.warmup_ratio, seed=settings.seed, data_seed=settings.seed,
         save_strategy="steps", save_steps=settings.save_steps, save_total_limit=2, logging_steps=10,
         report_to="none", disable_tqdm=not settings.progress, use_cpu=settings.device == "cpu",
-        dataloader_drop_last=False)
+        dataloader_drop_last=False, dataloader_pin_memory=on_gpu)
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
     result = trainer.train(resume_from_checkpoint=str(_last_checkpoint(settings.checkpoints)) if settings.resume else None)
     publish(model, settings.output)
