@@ -20,6 +20,8 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "eval": ("rescore_sidecar.tools.eval.cli:main", "measure ranking quality: engine order vs. rescored", "eval"),
     "demo": ("rescore_sidecar.tools.demo:main", "end-to-end demo: local engine, sidecar, side-by-side results",
              "all"),
+    "finetune": ("rescore_sidecar.tools.finetune.cli:main",
+                 "train a cross-encoder on your collection's judgements, evaluated on held-out queries", "finetune"),
     "ab": ("rescore_sidecar.tools.ab.cli:main", "A/B tests: report from the feedback log, simulate, runs", "eval"),
     "engine": ("rescore_sidecar.tools.localnode:main",
                "download, start and stop a local OpenSearch/Elasticsearch node", "opensearch,elasticsearch"),
