@@ -14,6 +14,8 @@ import urllib.request
 
 import pytest
 
+from tests.support.gate import GatedForwarder
+
 pytestmark = pytest.mark.integration
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -60,24 +62,29 @@ def test_demo_runs_end_to_end_and_cleans_up() -> None:
     assert not _port_open("127.0.0.1", int(sidecar.rsplit(":", 1)[1]))
 
 
-@pytest.mark.skip(reason="flaky in the full suite since the demo warms up first: it can finish before the SIGINT "
-                         "(rc 0); passes alone; to be made deterministic (stop 29 note)")
 def test_demo_interrupted_on_your_cluster_cleans_up(opensearch_node) -> None:
+    """Ctrl-C while the demo waits on one of its searches: it must stop the sidecar it started and
+    delete its index on "your" cluster. The cluster is reached through a forwarder that holds the
+    demo's first search, so the interrupt always lands mid-run (a timer raced a warmed-up demo
+    that could finish first)."""
     index = "rescore-demo-interrupt"
-    proc = _demo("--engine-url", opensearch_node.url, "--index", index)
-    seen = ""
-    deadline = time.monotonic() + 300
-    while "rerank:" not in seen and time.monotonic() < deadline and proc.poll() is None:
-        seen += proc.stdout.readline()
-    assert "rerank:" in seen, proc.stderr.read()[-3000:] if proc.poll() is not None else seen
-    # Interrupt early: with the model warmed first the timed queries can finish within seconds, and a demo
-    # that completed cannot show the clean-up after an interrupt.
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    with GatedForwarder(opensearch_node.url, hold_if=lambda chunk: b"/_search" in chunk or b"/_msearch" in chunk) as gate:
+        proc = _demo("--engine-url", gate.url, "--index", index)
+        try:
+            assert gate.held.wait(300), proc.stderr.read()[-3000:] if proc.poll() is not None else "no search held"
+            assert proc.poll() is None
+            proc.send_signal(signal.SIGINT)
+            # The held search stays unanswered until the demo has been interrupted; then it is dropped,
+            # so it cannot reach the cluster after the clean-up.
+            time.sleep(0.5)
+            gate.cut()
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
     assert proc.returncode == 130, err[-3000:]
     assert "interrupted; everything it started has been stopped" in err
-    _, sidecar = _addresses(seen)
+    _, sidecar = _addresses(out)
     assert not _port_open("127.0.0.1", int(sidecar.rsplit(":", 1)[1]))
     # The demo index on "your" cluster is gone; the cluster itself is untouched.
     with pytest.raises(urllib.error.HTTPError) as missing:
