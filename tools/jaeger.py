@@ -76,6 +76,8 @@ def ensure_jaeger(version: str = VERSION, *, progress: Callable[[str], None] | N
         found = cached_binary(version)  # another process may have built it while we waited
         if found:
             return found
+        for stale in dest.glob(".build.*"):  # left by a build that was killed; we hold the lock
+            shutil.rmtree(stale, ignore_errors=True)
         staging = pathlib.Path(tempfile.mkdtemp(dir=dest, prefix=".build."))
         try:
             _build(go, version, staging, progress or (lambda _: None), timeout, nice)
