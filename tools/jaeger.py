@@ -150,6 +150,9 @@ extensions:
   jaeger_query:
     storage:
       traces: memstore
+    # Its own traces would go to the default OTLP address (127.0.0.1:4317: someone else's collector,
+    # or nobody, and then a 10 s export timeout on every stop).
+    enable_tracing: false
     http:
       endpoint: 127.0.0.1:{query_http}
     grpc:

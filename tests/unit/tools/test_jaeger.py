@@ -51,6 +51,7 @@ def test_config_listens_on_the_given_loopback_ports_only():
     assert sorted(endpoints) == [f"127.0.0.1:{p}" for p in (1001, 1002, 1003, 1004)]
     assert config["service"]["pipelines"]["traces"]["receivers"] == ["otlp"]
     assert config["service"]["telemetry"]["metrics"]["level"] == "none"  # no fixed :8888 listener
+    assert config["extensions"]["jaeger_query"]["enable_tracing"] is False  # nothing sent to :4317
 
 
 def test_builds_once_into_the_cache(fake_go, tmp_path):
