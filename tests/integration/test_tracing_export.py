@@ -65,3 +65,37 @@ def test_sdk_span_reaches_the_in_test_otlp_receiver():
         spans = receiver.wait_for_spans(lambda got: len(got) >= 2, timeout=10)
     assert len(receiver.requests) == 2  # SimpleSpanProcessor: one ExportTraceServiceRequest per span
     _assert_parent_and_child(spans, ids, service)
+
+
+def test_w3c_context_joins_two_services_into_one_jaeger_trace(jaeger):
+    """What the live test relies on: a span started in another process from a `traceparent` header
+    lands in the same Jaeger trace, under the span that sent it, with its own service name."""
+    from opentelemetry import propagate
+
+    from tests.support.otlp import ancestors
+
+    tag = uuid.uuid4().hex[:8]
+    providers = {}
+    for service in (f"caller-{tag}", f"callee-{tag}"):
+        providers[service] = TracerProvider(resource=Resource.create({"service.name": service}))
+        providers[service].add_span_processor(SimpleSpanProcessor(
+            OTLPSpanExporter(endpoint=jaeger.otlp_grpc_endpoint, insecure=True, timeout=10)))
+    caller, callee = (providers[s].get_tracer("t") for s in providers)
+    try:
+        with caller.start_as_current_span("request") as request:
+            headers: dict[str, str] = {}
+            propagate.inject(headers)  # as an HTTP client (or the connector's gRPC metadata) sends it
+        assert headers["traceparent"].split("-")[1] == f"{request.get_span_context().trace_id:032x}"
+        with callee.start_as_current_span("handle", context=propagate.extract(headers)):
+            with callee.start_as_current_span("work"):
+                pass
+    finally:
+        for provider in providers.values():
+            provider.shutdown()
+    trace_id = f"{request.get_span_context().trace_id:032x}"
+    wait_until(lambda: len(jaeger.traces(f"callee-{tag}")) == 1 and len(spans_from_jaeger(jaeger.trace(trace_id))) == 3,
+               timeout=15, what="the joined trace")
+    assert [t["traceID"].rjust(32, "0") for t in jaeger.traces(f"caller-{tag}")] == [trace_id]
+    spans = {s.name: s for s in spans_from_jaeger(jaeger.trace(trace_id))}
+    assert [a.name for a in ancestors(spans["work"], spans.values())] == ["handle", "request"]
+    assert (spans["request"].service, spans["handle"].service) == (f"caller-{tag}", f"callee-{tag}")

@@ -24,6 +24,7 @@ from opentelemetry.sdk.resources import Resource  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 
+from rescore_sidecar.tools.jaeger import JaegerError  # noqa: E402
 from rescore_sidecar.tools.proxy_process import proxy_process  # noqa: E402
 from rescore_sidecar.tools.sidecar_process import sidecar_process  # noqa: E402
 from rescore_sidecar.tools.waiting import wait_until  # noqa: E402
@@ -89,17 +90,20 @@ def test_one_trace_from_the_application_to_the_forward_pass(jaeger, opensearch_n
         reply, trace_id = _app_search(jaeger, f"{proxy.url}/{corpus}/_search")
         assert reply.status_code == 200 and reply.headers["x-rescore"] == "reranked", reply.text
 
-        def complete() -> list[Span]:
+        def stored() -> list[Span]:
             try:
-                spans = spans_from_jaeger(jaeger.trace(trace_id))
-            except Exception:  # not stored yet
+                return spans_from_jaeger(jaeger.trace(trace_id))
+            except (JaegerError, OSError, ValueError):  # not stored yet (404)
                 return []
+
+        def complete() -> list[Span]:
+            spans = stored()
             return spans if SPAN_NAMES <= {s.name for s in spans} else []
 
         try:
             wait_until(complete, timeout=30, what=f"trace {trace_id} with every span")
         except TimeoutError:
-            got = sorted({(s.service, s.name) for s in complete() or []})
+            got = sorted({(s.service, s.name) for s in stored()})
             pytest.fail(f"trace {trace_id} incomplete in jaeger: {got}\nproxy log:\n{proxy.log_text()[-2000:]}"
                         f"\nsidecar log:\n{sidecar.log_tail()}")
         spans = complete()
