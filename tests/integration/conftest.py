@@ -49,3 +49,17 @@ def opensearch_node(engine_pool) -> LocalNode:
 @pytest.fixture(scope="session")
 def elasticsearch_node(engine_pool) -> LocalNode:
     return engine_pool.get("elasticsearch")
+
+
+@pytest.fixture(scope="session")
+def jaeger():
+    """A real Jaeger (OTLP in, query API out) on loopback for the session; skips with the reason where it
+    cannot be built (tools/jaeger.py builds it from Go modules once per machine, minutes on 2 cores)."""
+    from rescore_sidecar.tools.jaeger import JaegerUnavailable, ensure_jaeger, jaeger_process
+
+    try:
+        binary = ensure_jaeger()
+    except JaegerUnavailable as exc:
+        pytest.skip(f"jaeger unavailable: {exc}")
+    with jaeger_process(binary) as proc:
+        yield proc
