@@ -3,7 +3,8 @@
 `experiment_steps` is a steps generator like `steps.search_steps` (same effects, driven by the
 same `drive` / `resume`): ONE engine call, then, for an interleaved experiment, one `RerankMany`
 holding one sidecar call per reranked arm, which the shells run concurrently (asyncio.gather /
-threads) under one deadline budget, each through the breaker. Each arm's full ranking of the same
+a small thread pool: `_sidecar.concurrency`) under one deadline budget, each through the breaker
+(an experiment with one engine-order arm makes a plain `Rerank`: one call, nothing to fan out). Each arm's full ranking of the same
 hits is built as that arm would serve it alone; the user's page is their team-draft merge, seeded
 by the impression id, so (impression id, hits) replays to the same page. An arm that falls back
 (sidecar failure) is not compared: the other arm's list is served, marked `interleaved: false`,
@@ -25,7 +26,7 @@ from rescore_sidecar.connectors._core.brownout import Brownout
 from rescore_sidecar.connectors._core.interleave import TEAM_A, team_draft
 from rescore_sidecar.connectors._core.plan import SearchPlan, plan_search
 from rescore_sidecar.connectors._core.shape import MARKER_KEY, _with_hits, apply_scores, engine_order, marker
-from rescore_sidecar.connectors._core.steps import (EngineSearch, RerankMany, Route, Steps, _body, _failure, _like,
+from rescore_sidecar.connectors._core.steps import (EngineSearch, Rerank, RerankMany, Route, Steps, _body, _failure, _like,
                                                     _observe, _sent_docs, search_steps)
 from rescore_sidecar.connectors._sidecar.calls import RerankResult
 from rescore_sidecar.connectors._sidecar.errors import SidecarUnavailable
@@ -119,8 +120,11 @@ def experiment_steps(config: ConnectorConfig, body: Mapping | None, params: Mapp
     results: dict[int, Any] = {}
     if wanted:
         t0 = time.perf_counter()
-        got = _failure((yield RerankMany([(plans[i].query_text, [t for _, t in routed[i][1]], plans[i].options.model)
-                                          for i in wanted])))
+        calls = [(plans[i].query_text, [t for _, t in routed[i][1]], plans[i].options.model) for i in wanted]
+        if len(calls) == 1:  # one reranked arm: a plain call (no fan-out machinery, e.g. the sync thread pool)
+            got = _failure((yield Rerank(*calls[0])))
+        else:
+            got = _failure((yield RerankMany(calls)))
         results = dict(zip(wanted, got)) if isinstance(got, list) else {i: got for i in wanted}
         sidecar_ms = (time.perf_counter() - t0) * 1000
         for i in wanted:
