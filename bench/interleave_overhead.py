@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -126,8 +125,8 @@ def machine() -> str:
 
 
 def table(shell: str, got: dict[str, list[float]], fallbacks: dict[str, int]) -> list[str]:
-    single = statistics.median(got["single arm"])
-    call = single - statistics.median(got["engine only"])  # what one sidecar call adds, median
+    single = percentile(got["single arm"], 50)
+    call = single - percentile(got["engine only"], 50)  # what one sidecar call adds, median
     lines = []
     for row, values in got.items():
         p50, p99 = percentile(values, 50), percentile(values, 99)

@@ -161,3 +161,19 @@ def test_split_experiment_feedback_counts_per_arm(node, sidecar, tmp_path):
     assert set(split) == {"engine", "model"}
     assert sum(a["impressions"] for a in split.values()) == 8
     assert all(a["ctr"] == 1.0 and a["mrr_of_clicks"] == 1.0 for a in split.values())
+
+
+def test_events_into_an_engine_index(node, sidecar):
+    """events="http://host:port/INDEX": impressions and feedback become documents of that index (_bulk)."""
+    index = "ab-events-test"
+    client = RescoringOpenSearch(node.client(), _config(sidecar, f"{node.url}/{index}"))
+    out = client.search(index=INDEX, body=BODY)
+    client.feedback(out["_rescore"]["impression_id"], clicked=[out["hits"]["hits"][0]["_id"]])
+    client.close()  # writes what is queued
+    engine = node.client()
+    engine.indices.refresh(index=index)
+    docs = [h["_source"] for h in engine.search(index=index, body={"query": {"term": {
+        "experiment.keyword": "exp"}}, "size": 10})["hits"]["hits"]]
+    assert sorted(d["type"] for d in docs) == ["feedback", "impression"]
+    assert {d.get("id") or d.get("impression_id") for d in docs} == {out["_rescore"]["impression_id"]}
+    assert client.rescorer.feedback_log.write_errors == 0
