@@ -10,14 +10,16 @@ from rescore_sidecar.connectors._async.wrappers import AsyncRescoringElasticsear
 from rescore_sidecar.connectors._sidecar.calls import RerankResult
 from rescore_sidecar.connectors._sidecar.client import SidecarClient
 from rescore_sidecar.connectors._sidecar.errors import RequestRejected, SidecarOverloaded, SidecarUnavailable
-from rescore_sidecar.connectors.config import Arm, BreakerConfig, ConnectorConfig, RerankOptions, SidecarClientConfig
+from rescore_sidecar.connectors.config import (Arm, BreakerConfig, ConnectorConfig, Experiment, RerankOptions,
+                                              SidecarClientConfig)
+from rescore_sidecar.connectors.feedback_log import FeedbackError, FeedbackLog
 from rescore_sidecar.connectors.rescoring import Rescorer
 from rescore_sidecar.connectors.testing import MockSidecar
 from rescore_sidecar.connectors.wrappers import RescoringElasticsearch, RescoringOpenSearch
 
 __all__ = [
     "Arm", "AsyncRescorer", "AsyncRescoringElasticsearch", "AsyncRescoringOpenSearch", "AsyncSidecarClient",
-    "BreakerConfig", "ConnectorConfig", "MockSidecar", "RerankOptions", "RerankResult", "Rescorer", "RescoringElasticsearch",
+    "BreakerConfig", "ConnectorConfig", "Experiment", "FeedbackError", "FeedbackLog", "MockSidecar", "RerankOptions", "RerankResult", "Rescorer", "RescoringElasticsearch",
     "RescoringOpenSearch", "RequestRejected", "SidecarClient", "SidecarClientConfig", "SidecarOverloaded",
     "SidecarUnavailable",
 ]

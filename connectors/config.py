@@ -96,6 +96,43 @@ class Arm:
     options: RerankOptions | None = None
 
 
+EXPERIMENT_MODES = ("interleave", "split")
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """An A/B experiment of two arms (`Arm`; options None = the engine's order) run on every search
+    that carries no `rerank=` toggle (connectors/_core/experiment.py, docs/ab-testing.md).
+
+    `mode="interleave"`: both arms rank the same engine hits and the user sees their team-draft
+    merge; `"split"`: the user sees one arm, chosen by a hash of `ab_key` (else at random), weights
+    as in `ConnectorConfig.arms`. Impressions and feedback go to the event log `events`: "-" for
+    stdout, else a JSON-lines file appended to."""
+
+    name: str
+    arms: tuple[Arm, Arm]
+    mode: str = "interleave"
+    events: str = "-"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "arms", tuple(self.arms))
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError("experiment name must be a non-empty string")
+        if self.mode not in EXPERIMENT_MODES:
+            raise ValueError(f"experiment mode must be one of {EXPERIMENT_MODES}, got {self.mode!r}")
+        if len(self.arms) != 2 or not all(isinstance(a, Arm) for a in self.arms):
+            raise ValueError("an experiment has exactly two arms")
+        if self.arms[0].name == self.arms[1].name or not all(a.name for a in self.arms):
+            raise ValueError(f"experiment arm names must be distinct and non-empty: {[a.name for a in self.arms]}")
+        if self.mode == "interleave" and all(a.options is None for a in self.arms):
+            raise ValueError("an interleaved experiment needs at least one arm with rerank options "
+                             "(two engine-order arms show the same list)")
+        if self.mode == "split" and (any(a.weight < 0 for a in self.arms) or sum(a.weight for a in self.arms) <= 0):
+            raise ValueError("experiment arm weights must be >= 0 and sum to more than 0")
+        if not isinstance(self.events, str) or not self.events:
+            raise ValueError("experiment events must be \"-\" (stdout) or a file path")
+
+
 @dataclasses.dataclass(frozen=True)
 class BreakerConfig:
     """Circuit breaker per sidecar target, over a sliding window of the last calls."""
@@ -189,6 +226,8 @@ class ConnectorConfig:
     # Salt of the arm hash: change it to reshuffle users between arms.
     ab_salt: str = "rescore"
     sidecar: SidecarClientConfig = SidecarClientConfig()
+    # An interleaved or split experiment run on searches without a `rerank=` toggle; None = none.
+    experiment: Experiment | None = None
 
     def __post_init__(self) -> None:
         if self.arms:

@@ -71,8 +71,15 @@ class JsonLinesFile:
 
 
 def open_sink(target: str) -> Sink:
-    """"-" or "stdout": JSON lines to stdout; anything else: a file path to append to."""
-    return StreamSink() if target in ("-", "stdout") else JsonLinesFile(target)
+    """"-" or "stdout": JSON lines to stdout; `http(s)://[user:pw@]host:port/INDEX`: documents of
+    that OpenSearch/Elasticsearch index (`index_sink.IndexSink`, `_bulk`); else a file to append to."""
+    if target in ("-", "stdout"):
+        return StreamSink()
+    if target.startswith(("http://", "https://")):
+        from rescore_sidecar.connectors.index_sink import IndexSink
+
+        return IndexSink.from_target(target)
+    return JsonLinesFile(target)
 
 
 class FeedbackError(ValueError):

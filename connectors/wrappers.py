@@ -8,7 +8,7 @@ request mapping is shared (`_core.engine_params`); only the calls differ between
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from rescore_sidecar.connectors.rescoring import Rescorer
 from rescore_sidecar.connectors._core.engine_params import es_kwargs, es_split, os_params
@@ -22,6 +22,11 @@ class _Wrapper:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)
+
+    def feedback(self, impression_id: str, clicked: Sequence[str]) -> Any:
+        """What the user clicked in an experiment's impression (`response["_rescore"]["impression_id"]`,
+        doc `_id`s): see `Rescorer.feedback`."""
+        return self.rescorer.feedback(impression_id, clicked)
 
     def close(self) -> None:
         """Closes the sidecar channels and the wrapped client."""

@@ -67,6 +67,10 @@ async def handle(request: web.BaseRequest, state: ProxyState) -> web.StreamRespo
                                       + " or ".join(allowed))
             response.headers["Allow"] = ", ".join(allowed)
             return response
+        if route == routes.FEEDBACK:
+            from rescore_sidecar.connectors.proxy.feedback import handle_feedback
+
+            return await handle_feedback(request, state)
         if route == routes.OPENAPI:
             from rescore_sidecar.connectors.proxy.openapi import proxy_document
 

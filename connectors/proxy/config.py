@@ -16,7 +16,8 @@ from typing import Any, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from rescore_sidecar.connectors.config import Arm, BreakerConfig, ConnectorConfig, RerankOptions, SidecarClientConfig
+from rescore_sidecar.connectors.config import (Arm, BreakerConfig, ConnectorConfig, Experiment, RerankOptions,
+                                              SidecarClientConfig)
 from rescore_sidecar.sidecar import settings
 
 ENV_PREFIX = "RESCORE_PROXY_"
@@ -48,6 +49,13 @@ class ProxyConfig(BaseModel):
     arms: tuple[dict[str, Any], ...] = Field(
         (), description="JSON list of A/B arms [{name, weight, options}], options null = control arm")
     ab_salt: str = Field("rescore", description="salt of the A/B hash of X-Rescore-Key (change to reshuffle users)")
+    # An interleaved or split experiment ({name, mode, arms: [{name, weight, options}] x 2}) run on
+    # searches without a toggle; its impressions and POST /_rescore/feedback go to `experiment_events`.
+    experiment: dict[str, Any] | None = Field(
+        None, description="JSON object {name, mode: interleave|split, arms: [two {name, weight, options}]}, "
+                          "options null = engine order; run on searches that carry no toggle")
+    experiment_events: str = Field("-", description="event log of the experiment's impressions and feedback: "
+                                                    "- (stdout) or a JSON-lines file to append to")
     budget_ms: float = Field(250.0, gt=0, description="milliseconds a search may spend on the sidecar before falling back")
     breaker: dict[str, Any] = Field(
         default_factory=dict, description="JSON object of sidecar circuit-breaker settings (window_size, failure_rate, ...)")
@@ -109,6 +117,19 @@ class ProxyConfig(BaseModel):
             raise ValueError("expected a mapping")
         return dict(parsed)
 
+    @field_validator("experiment", mode="before")
+    @classmethod
+    def _experiment(cls, value: Any) -> Any:
+        parsed = _parse_json("experiment", value)
+        if parsed is None or parsed == "":
+            return None
+        if not isinstance(parsed, Mapping):
+            raise ValueError("expected a mapping {name, mode, arms}")
+        unknown = set(parsed) - {"name", "mode", "arms"}
+        if unknown:
+            raise ConfigError(f"unknown keys {sorted(unknown)} in experiment")
+        return {**dict(parsed), "arms": list(_parse_arms(parsed.get("arms", [])))}
+
     @field_validator("arms", mode="before")
     @classmethod
     def _arms(cls, value: Any) -> tuple[dict[str, Any], ...]:
@@ -138,7 +159,15 @@ class ProxyConfig(BaseModel):
                              options=None if a["options"] is None else default.replace(
                                  {**a["options"], "enabled": True}))
                          for a in self.arms)
-            return ConnectorConfig(default=default, arms=arms, ab_salt=self.ab_salt,
+            experiment = None
+            if self.experiment is not None:
+                experiment = Experiment(
+                    name=str(self.experiment.get("name", "")), mode=str(self.experiment.get("mode", "interleave")),
+                    events=self.experiment_events,
+                    arms=tuple(Arm(name=a["name"], weight=a["weight"], options=None if a["options"] is None else
+                                   default.replace({**a["options"], "enabled": True}))
+                               for a in self.experiment["arms"]))
+            return ConnectorConfig(default=default, arms=arms, ab_salt=self.ab_salt, experiment=experiment,
                                    sidecar=SidecarClientConfig(targets=self.sidecars or ("127.0.0.1:50051",),
                                                          budget_ms=self.budget_ms, breaker=breaker,
                                                          tls=self.sidecar_tls, ca_file=self.sidecar_ca,

@@ -24,6 +24,21 @@ ERROR_RESPONSE: dict[str, Any] = {
                    "status": {"type": "integer"}},
 }
 
+FEEDBACK_REQUEST: dict[str, Any] = {
+    "type": "object", "required": ["impression_id", "clicked"], "additionalProperties": False,
+    "properties": {"impression_id": {"type": "string", "minLength": 1,
+                                     "description": "`_rescore.impression_id` of the search (also X-Rescore-Impression)"},
+                   "clicked": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1},
+                               "description": "`_id`s of the hits the user clicked"}},
+}
+FEEDBACK_RESPONSE: dict[str, Any] = {
+    "type": "object", "required": ["impression_id", "accepted", "duplicate"],
+    "properties": {"impression_id": {"type": "string"},
+                   "accepted": {"type": "array", "items": {"type": "string"}, "description": "clicks logged now"},
+                   "duplicate": {"type": "array", "items": {"type": "string"},
+                                 "description": "clicks already logged for this impression (not logged again)"}},
+}
+
 
 def proxy_document() -> dict[str, Any]:
     health = {"description": "the proxy is up (it does not probe the engines)",
@@ -32,7 +47,8 @@ def proxy_document() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "rescore-sidecar proxy: own endpoints", "version": API_VERSION,
                  "description": "Every other path goes to the engine (see docs/proxy.md)."},
-        "components": {"schemas": {"Health": HEALTH_RESPONSE, "Error": ERROR_RESPONSE}},
+        "components": {"schemas": {"Health": HEALTH_RESPONSE, "Error": ERROR_RESPONSE,
+                                   "FeedbackRequest": FEEDBACK_REQUEST, "FeedbackResponse": FEEDBACK_RESPONSE}},
         "paths": {
             "/_rescore/health": {"get": {"summary": "liveness of the proxy", "responses": {"200": health}},
                                  "head": {"summary": "liveness of the proxy",
@@ -40,6 +56,17 @@ def proxy_document() -> dict[str, Any]:
             "/_rescore/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
                 "description": "Prometheus text exposition format",
                 "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/_rescore/feedback": {"post": {
+                "summary": "clicks on an experiment's impression, into the event log (idempotent per click)",
+                "requestBody": {"required": True, "content": {_JSON: {"schema": {
+                    "$ref": "#/components/schemas/FeedbackRequest"}}}},
+                "responses": {"200": {"description": "logged", "content": {_JSON: {"schema": {
+                    "$ref": "#/components/schemas/FeedbackResponse"}}}},
+                    **{code: {"description": why, "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
+                       for code, why in (("400", "malformed JSON or feedback (nothing logged)"),
+                                         ("404", "unknown impression, or no experiment configured (nothing logged)"),
+                                         ("410", "the impression expired (nothing logged)"),
+                                         ("422", "a clicked id was not shown in the impression (nothing logged)"))}}}},
             "/_rescore/openapi.json": {"get": {"summary": "this document", "responses": {"200": {
                 "description": "OpenAPI 3.1", "content": {_JSON: {"schema": {"type": "object"}}}}}}},
         },

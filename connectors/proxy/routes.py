@@ -8,9 +8,10 @@ MSEARCH = "msearch"
 HEALTH = "health"
 METRICS = "metrics"
 OPENAPI = "openapi"
+FEEDBACK = "feedback"
 OWN_UNKNOWN = "own_unknown"  # another method or path under /_rescore/: the proxy's namespace, never the engine's
 # The proxy's own paths and the methods each answers.
-OWN_METHODS = {"health": ("GET", "HEAD"), "metrics": ("GET",), "openapi.json": ("GET",)}
+OWN_METHODS = {"health": ("GET", "HEAD"), "metrics": ("GET",), "openapi.json": ("GET",), "feedback": ("POST",)}
 OTHER = "other"
 
 # Query-string parameter that toggles rescoring; removed before the engine sees the request.
@@ -30,6 +31,8 @@ def classify(method: str, raw_path: str) -> str:
         return METRICS
     if parts == ["_rescore", "openapi.json"] and method == "GET":
         return OPENAPI
+    if parts == ["_rescore", "feedback"] and method == "POST":
+        return FEEDBACK
     if parts and unquote(parts[0]) == "_rescore":
         return OWN_UNKNOWN
     if method not in ("GET", "POST") or not parts or len(parts) > 2:

@@ -11,6 +11,7 @@ import gzip
 import json
 import re
 import time
+import uuid
 import zlib
 from typing import Any, Mapping
 from urllib.parse import urlencode
@@ -29,6 +30,7 @@ from rescore_sidecar.connectors.proxy.toggle import (ARM_KEY_HEADER, BODY_SECTIO
                                      merge_toggles)
 from rescore_sidecar.connectors.proxy.upstream import forward_headers, response_headers
 from rescore_sidecar.connectors._async.rescoring import AsyncRescorer, resume
+from rescore_sidecar.connectors._core.experiment import experiment_steps
 from rescore_sidecar.connectors._core.steps import EngineSearch, msearch_steps, search_steps
 
 # Response headers the proxy sets on every search it handles.
@@ -37,6 +39,7 @@ ARM_HEADER = "X-Rescore-Arm"
 FALLBACK_HEADER = "X-Rescore-Fallback"
 SKIPPED_HEADER = "X-Rescore-Skipped"
 WINDOW_HEADER = "X-Rescore-Window"  # `_rescore.window`, with `; reason=...` when below the requested one
+IMPRESSION_HEADER = "X-Rescore-Impression"  # `_rescore.impression_id` of an experiment's search
 _DROP_REQUEST = (TOGGLE_HEADER, ARM_KEY_HEADER)
 
 
@@ -181,7 +184,10 @@ async def handle_search(request: web.BaseRequest, state: ProxyState, route: str,
             if section is not None:
                 rerank = merge_toggles(header_toggle, query_toggle, section)
         choice = _resolve(state, rerank, ab_key)  # once per request
-        if body is None and choice is not None and choice.options.enabled:
+        # A search without any toggle runs the configured experiment (msearch: the arms/default).
+        experiment = (route == routes.SEARCH and rerank is None and state.rescorer is not None
+                      and state.rescorer.config.experiment is not None)
+        if body is None and (experiment or (choice is not None and choice.options.enabled)):
             body, _ = _parse(route, data)  # parse only a search to rescore
     except (ToggleError, ValueError, TypeError) as exc:
         record(state, route, 400, "", "error", time.perf_counter() - started)
@@ -191,7 +197,7 @@ async def handle_search(request: web.BaseRequest, state: ProxyState, route: str,
         return await _forward(request, state, route, raw_path, raw_query, headers, raw,
                               _marks(None, None), started)
 
-    if choice is None or not choice.options.enabled:
+    if not experiment and (choice is None or not choice.options.enabled):
         # Not rescored: the request goes through as sent (minus the toggles), answer untouched.
         if section is not None:
             headers.popall("Content-Encoding", None)
@@ -200,7 +206,7 @@ async def handle_search(request: web.BaseRequest, state: ProxyState, route: str,
                               _marks(None, choice.arm if choice else None), started)
     try:
         return await _rescore(request, state, route, raw_path, raw_query, headers, body, choice,
-                              started)
+                              started, ab_key if experiment else None, experiment)
     except RecursionError:
         # Parsed, but nested too deep to write back out: the engine judges the original bytes.
         return await _forward(request, state, route, raw_path, raw_query, headers, raw,
@@ -272,7 +278,7 @@ async def _call_engine(request: web.BaseRequest, state: ProxyState, raw_path: st
 
 async def _rescore(request: web.BaseRequest, state: ProxyState, route: str, raw_path: str,
                    raw_query: str, headers: CIMultiDict[str], body: Any, choice: arms.Choice,
-                   started: float) -> web.StreamResponse:
+                   started: float, ab_key: str | None = None, experiment: bool = False) -> web.StreamResponse:
     params = routes.query_params(raw_query)
     arm = choice.arm
     headers.popall("Content-Encoding", None)
@@ -281,7 +287,10 @@ async def _rescore(request: web.BaseRequest, state: ProxyState, route: str, raw_
         headers["Content-Type"] = ("application/x-ndjson" if route == routes.MSEARCH
                                    else "application/json")
     config = state.rescorer.config
-    if route == routes.SEARCH:
+    if experiment:
+        steps = experiment_steps(config, body, params, impression_id=uuid.uuid4().hex, ab_key=ab_key,
+                                 brownout=state.rescorer.brownout)
+    elif route == routes.SEARCH:
         steps = search_steps(config, body, params, choice=choice, brownout=state.rescorer.brownout)
     else:
         steps = msearch_steps(config, [x for pair in body for x in pair], params, choice=choice,
@@ -307,6 +316,9 @@ async def _rescore(request: web.BaseRequest, state: ProxyState, route: str, raw_
     waited = time.perf_counter() - t0
     out = await resume(steps, parsed, state.rescorer.sidecar)
     mark = out.get(MARKER_KEY) if route == routes.SEARCH else _msearch_mark(out.get("responses", []))
+    if experiment and isinstance(mark, dict):
+        state.rescorer.record(out)  # the impression, for POST /_rescore/feedback (never blocks)
+        arm = mark.get("served_arm") or arm
     out_headers = response_headers(upstream.headers, drop=("Content-Encoding",))
     data = _dumps(out)
     if upstream.headers.get("Content-Encoding", "").strip().lower() in ("gzip", "x-gzip"):
@@ -314,6 +326,8 @@ async def _rescore(request: web.BaseRequest, state: ProxyState, route: str, raw_
         data = gzip.compress(data, compresslevel=1)
         out_headers["Content-Encoding"] = "gzip"
     marks = _marks(mark if isinstance(mark, dict) else None, arm)
+    if experiment and isinstance(mark, dict) and mark.get("impression_id"):
+        marks[IMPRESSION_HEADER] = str(mark["impression_id"])
     out_headers.update(marks)
     # Fallbacks are counted once, per search, by the connector core (rescore_connector_fallbacks_total).
     response = web.Response(status=upstream.status, reason=upstream.reason, body=data,

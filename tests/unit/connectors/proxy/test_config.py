@@ -139,3 +139,30 @@ def test_environment_uses_the_flag_spelling_and_yaml_takes_both(tmp_path):
 def test_token_never_shows():
     config = load_config(["--upstream", "http://a", "--sidecar-token", "s3cret"], {})
     assert config.sidecar_token == "s3cret" and "s3cret" not in repr(config)
+
+
+def test_experiment_setting_builds_the_core_experiment(tmp_path):
+    spec = ('{"name": "exp", "mode": "interleave", "arms": [{"name": "bm25", "options": null},'
+            ' {"name": "model", "options": {"window": 7}}]}')
+    events = str(tmp_path / "events.jsonl")
+    core = load_config(["--upstream", "http://a", "--rescore", '{"fields": ["title"]}', "--experiment", spec,
+                        "--experiment-events", events], {}).connector_config()
+    exp = core.experiment
+    assert exp.name == "exp" and exp.mode == "interleave" and exp.events == events
+    assert exp.arms[0].options is None
+    assert exp.arms[1].options.window == 7 and exp.arms[1].options.fields == ("title",)  # over --rescore
+    assert load_config(["--upstream", "http://a"], {}).connector_config().experiment is None
+    assert routes.classify("POST", "/_rescore/feedback") == routes.FEEDBACK
+    assert routes.classify("GET", "/_rescore/feedback") == routes.OWN_UNKNOWN
+
+
+@pytest.mark.parametrize("spec, message", [
+    ('{"name": "e", "arms": [{"name": "a", "options": null}]}', "two arms"),
+    ('{"name": "e", "mode": "ab", "arms": [{"name": "a"}, {"name": "b"}]}', "mode"),
+    ('{"name": "e", "arms": [{"name": "a", "options": null}, {"name": "b", "options": null}]}', "at least one arm"),
+    ('{"name": "e", "arms": [], "seed": 1}', "unknown keys"),
+    ('[1]', "mapping"),
+])
+def test_bad_experiment_is_a_clear_error(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(["--upstream", "http://a", "--experiment", spec], {})
