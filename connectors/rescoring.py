@@ -11,8 +11,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 from rescore_sidecar.connectors._sidecar.client import SidecarClient
 from rescore_sidecar.connectors._core.brownout import Brownout
+from rescore_sidecar.connectors._core.spans import marked as tracing_marked
 from rescore_sidecar.connectors._core.steps import Effect, Rerank, Steps, msearch_steps, search_steps
 from rescore_sidecar.connectors.config import ConnectorConfig
+from rescore_sidecar.connectors import tracing
 
 EngineSearchCall = Callable[[dict, dict], Mapping]
 EngineMsearchCall = Callable[[list, dict], Mapping]
@@ -21,7 +23,10 @@ EngineMsearchCall = Callable[[list, dict], Mapping]
 def drive(steps: Steps, engine: Callable[[Effect], Any], sidecar: Any) -> Any:
     """Carries out the steps' effects: `engine(effect)` for the engine call (its errors propagate),
     `sidecar.rerank` / `rerank_many` for sidecar calls (errors become results)."""
-    return resume(steps, engine(next(steps)), sidecar)
+    effect = next(steps)
+    with tracing.client_span(tracing.ENGINE):
+        answer = engine(effect)
+    return resume(steps, answer, sidecar)
 
 
 def resume(steps: Steps, answer: Any, sidecar: Any) -> Any:
@@ -56,14 +61,16 @@ class Rescorer:
 
     def search(self, engine_search: EngineSearchCall, body: Mapping | None = None,
                params: Mapping | None = None, *, rerank: Any = None, ab_key: str | None = None) -> Any:
-        steps = search_steps(self.config, body, params, rerank=rerank, ab_key=ab_key, brownout=self.brownout)
-        return drive(steps, lambda e: engine_search(e.body, e.params), self.sidecar)
+        with tracing.span(tracing.SEARCH) as span:
+            steps = search_steps(self.config, body, params, rerank=rerank, ab_key=ab_key, brownout=self.brownout)
+            return tracing_marked(span, drive(steps, lambda e: engine_search(e.body, e.params), self.sidecar))
 
     def msearch(self, engine_msearch: EngineMsearchCall, searches: Sequence,
                 params: Mapping | None = None, *, rerank: Any = None, ab_key: str | None = None) -> Any:
-        steps = msearch_steps(self.config, searches, params, rerank=rerank, ab_key=ab_key,
-                              brownout=self.brownout)
-        return drive(steps, lambda e: engine_msearch(e.lines, e.params), self.sidecar)
+        with tracing.span(tracing.SEARCH) as span:
+            steps = msearch_steps(self.config, searches, params, rerank=rerank, ab_key=ab_key,
+                                  brownout=self.brownout)
+            return tracing_marked(span, drive(steps, lambda e: engine_msearch(e.lines, e.params), self.sidecar))
 
     def close(self) -> None:
         self.sidecar.close()

@@ -10,8 +10,10 @@ from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from rescore_sidecar.connectors._async.client import AsyncSidecarClient
 from rescore_sidecar.connectors._core.brownout import Brownout
+from rescore_sidecar.connectors._core.spans import marked as tracing_marked
 from rescore_sidecar.connectors._core.steps import Effect, Rerank, Steps, msearch_steps, search_steps
 from rescore_sidecar.connectors.config import ConnectorConfig
+from rescore_sidecar.connectors import tracing
 
 AsyncEngineSearchCall = Callable[[dict, dict], Awaitable[Mapping]]
 AsyncEngineMsearchCall = Callable[[list, dict], Awaitable[Mapping]]
@@ -20,7 +22,10 @@ AsyncEngineMsearchCall = Callable[[list, dict], Awaitable[Mapping]]
 async def drive(steps: Steps, engine: Callable[[Effect], Awaitable[Any]], sidecar: Any) -> Any:
     """Carries out the steps' effects: `engine(effect)` for the engine call (its errors propagate),
     `sidecar.rerank` / `rerank_many` for sidecar calls (errors become results)."""
-    return await resume(steps, await engine(next(steps)), sidecar)
+    effect = next(steps)
+    with tracing.client_span(tracing.ENGINE):
+        answer = await engine(effect)
+    return await resume(steps, answer, sidecar)
 
 
 async def resume(steps: Steps, answer: Any, sidecar: Any) -> Any:
@@ -55,14 +60,16 @@ class AsyncRescorer:
 
     async def search(self, engine_search: AsyncEngineSearchCall, body: Mapping | None = None,
                      params: Mapping | None = None, *, rerank: Any = None, ab_key: str | None = None) -> Any:
-        steps = search_steps(self.config, body, params, rerank=rerank, ab_key=ab_key, brownout=self.brownout)
-        return await drive(steps, lambda e: engine_search(e.body, e.params), self.sidecar)
+        with tracing.span(tracing.SEARCH) as span:
+            steps = search_steps(self.config, body, params, rerank=rerank, ab_key=ab_key, brownout=self.brownout)
+            return tracing_marked(span, await drive(steps, lambda e: engine_search(e.body, e.params), self.sidecar))
 
     async def msearch(self, engine_msearch: AsyncEngineMsearchCall, searches: Sequence,
                       params: Mapping | None = None, *, rerank: Any = None, ab_key: str | None = None) -> Any:
-        steps = msearch_steps(self.config, searches, params, rerank=rerank, ab_key=ab_key,
-                              brownout=self.brownout)
-        return await drive(steps, lambda e: engine_msearch(e.lines, e.params), self.sidecar)
+        with tracing.span(tracing.SEARCH) as span:
+            steps = msearch_steps(self.config, searches, params, rerank=rerank, ab_key=ab_key,
+                                  brownout=self.brownout)
+            return tracing_marked(span, await drive(steps, lambda e: engine_msearch(e.lines, e.params), self.sidecar))
 
     async def close(self) -> None:
         await self.sidecar.close()
