@@ -177,16 +177,24 @@ def _tracer() -> Any:
     return _tracer_obj
 
 
+def _unsampled() -> bool:
+    """Whether the current span is a real one that records nothing (sampled out): its children would
+    record nothing either, so none is made (the cost of sampling 0), and what is propagated is that
+    span's context, flagged not sampled. Without a current span a new root is made: the sampler decides."""
+    current_ = _load().trace.get_current_span()
+    return not current_.is_recording() and current_.get_span_context().is_valid
+
+
 def span(name: str, attributes: Mapping[str, Any] | None = None) -> Any:
     """A child span of the current one, current while inside (`with tracing.span(...) as s:`)."""
-    if not active():
+    if not active() or _unsampled():
         return NULL_SPAN
     return _tracer().start_as_current_span(name, attributes=attributes)
 
 
 def client_span(name: str, attributes: Mapping[str, Any] | None = None) -> Any:
     """As `span`, of kind CLIENT (a call to another process)."""
-    if not active():
+    if not active() or _unsampled():
         return NULL_SPAN
     return _tracer().start_as_current_span(name, kind=_load().trace.SpanKind.CLIENT, attributes=attributes)
 

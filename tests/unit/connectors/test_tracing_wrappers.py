@@ -124,3 +124,28 @@ def test_without_a_recording_span_nothing_is_added(spans):
         CONFIG.sidecar, transport=mock))).search(body=QUERY)
     assert engine.headers == [None] and mock.calls[0].metadata == ()
     assert spans.get_finished_spans() == ()
+
+
+def test_sampled_out_searches_make_no_child_spans_and_say_so_downstream():
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+
+    exporter, provider = InMemorySpanExporter(), TracerProvider(sampler=TraceIdRatioBased(0.0))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.install(provider)
+    try:
+        engine, mock = Engine(), MockSidecar()
+        RescoringOpenSearch(engine, CONFIG, rescorer=Rescorer(CONFIG, sidecar=SidecarClient(
+            CONFIG.sidecar, transport=mock))).search(body=QUERY)
+        assert tracing.span(tracing.ENGINE) is not tracing.NULL_SPAN  # no current span: a root, the sampler decides
+        with tracing.span(tracing.SEARCH):
+            assert tracing.span(tracing.ENGINE) is tracing.NULL_SPAN  # under an unsampled one: none
+    finally:
+        tracing.reset()
+        provider.shutdown()
+    assert exporter.get_finished_spans() == ()
+    # The search span's context still goes out, flagged "not sampled", so the sidecar does not sample either.
+    engine_parent, sidecar_parent = engine.headers[0]["traceparent"], dict(mock.calls[0].metadata)["traceparent"]
+    assert engine_parent == sidecar_parent and int(engine_parent.rsplit("-", 1)[1], 16) & 1 == 0  # sampled bit off
