@@ -10,6 +10,7 @@ from aiohttp import web
 
 from rescore_sidecar.connectors import logs, tracing
 
+OWN_PREFIX = "/_rescore/"  # the proxy's own endpoints (health, metrics, openapi.json)
 _noted: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("rescore_proxy_request", default=None)
 
 
@@ -23,6 +24,8 @@ def note(route: str, status: int, arm: str, outcome: str, added: float) -> None:
 async def observed(request: web.BaseRequest,
                    handle: Callable[[], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     """Runs `handle` inside the request's server span; logs the request's line at the end."""
+    if request.raw_path.startswith(OWN_PREFIX):  # health probes and scrapes: neither spans nor log lines
+        return await handle()
     started = time.perf_counter()
     info: dict[str, Any] = {}
     token = _noted.set(info)

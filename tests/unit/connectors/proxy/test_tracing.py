@@ -63,6 +63,8 @@ async def test_passthrough_requests_get_a_proxy_span_and_pass_it_on(spans, engin
     try:
         async with client.get(url + "/_cat/indices", headers=INCOMING) as r:
             await r.read()
+        async with client.get(url + "/_rescore/health", headers=INCOMING) as r:  # probes: no span
+            assert r.status == 200
     finally:
         await stop(runner, state)
     proxy = one(spans, tracing.PROXY)
