@@ -105,11 +105,12 @@ def install(provider: Any) -> None:
 
 
 def setup(service_name: str, enabled: bool) -> bool:
-    """For a process (sidecar, proxy): installs an SDK TracerProvider that batches spans to OTLP,
-    as the global one, when `enabled` (its setting) or `RESCORE_TRACING` is on. Returns whether
-    tracing is on; TracingUnavailable (naming the extra) when asked for without the extra."""
+    """For a process (sidecar, proxy): when `enabled` (its merged settings: the sidecar's `tracing` is
+    `RESCORE_TRACING`; the proxy adds `RESCORE_TRACING` to its own), installs an SDK TracerProvider
+    that batches spans to OTLP as the global one; else turns this process's spans off. Returns
+    whether tracing is on; TracingUnavailable (naming the extra) when asked for without the extra."""
     global _provider, _active
-    if not (enabled or switch()) or switch() is False:
+    if not enabled:
         _active = False
         return False
     try:

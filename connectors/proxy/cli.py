@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logs.configure(config.log_level, config.log_format)
     try:
-        if tracing.setup("rescore-proxy", config.tracing):
+        if tracing.setup("rescore-proxy", config.tracing or tracing.switch() is True):
             logging.getLogger("rescore.proxy").info("tracing on: OTLP to %s", tracing.endpoint())
     except tracing.TracingUnavailable as exc:
         print(f"rescore-sidecar proxy: {exc}", file=sys.stderr)

@@ -78,12 +78,21 @@ def test_sidecar_serve_with_tracing_but_without_the_extra_exits_2_naming_it():
     assert "otel extra" in result.stderr and "rescore-sidecar[otel]" in result.stderr
 
 
+def test_proxy_takes_rescore_tracing_too_and_without_the_extra_exits_2():
+    result = _child("""
+        from rescore_sidecar.connectors.proxy.cli import main
+        sys.exit(main(["--upstream", "http://127.0.0.1:1", "--listen", "127.0.0.1:0"]))
+    """, RESCORE_TRACING="1")
+    assert result.returncode == 2, result.stderr
+    assert "otel extra" in result.stderr
+
+
 def test_setup_takes_service_name_and_sampler_from_the_otel_variables():
     pytest.importorskip("opentelemetry.sdk")
     code = """
         from rescore_sidecar.connectors import tracing
         from opentelemetry import trace
-        assert tracing.setup("rescore-proxy", enabled=False) is True  # RESCORE_TRACING=1
+        assert tracing.setup("rescore-proxy", enabled=True) is True
         provider = trace.get_tracer_provider()
         print(provider.resource.attributes["service.name"], provider.sampler.get_description())
         tracing.shutdown()
