@@ -12,9 +12,11 @@ sampling 1, in one run, 100-document requests. Target: under 3 % added p50 at sa
 Modes: off = `RESCORE_TRACING=0` (no span objects at all; the same as no extra installed, but for
 one failed import); sampling 0 / 1 = the SDK's TracerProvider with TraceIdRatioBased(0) / ALWAYS_ON
 and a BatchSpanProcessor whose exporter encodes each batch to OTLP protobuf and drops it (the
-client-side cost of the OTLP exporter without a collector on this machine). The modes alternate in
-rounds so that a shared machine's drift hits all three; the table gives the median over rounds of
-each round's p50, and the ratio to off.
+client-side cost of the OTLP exporter without a collector on this machine). The mode changes with
+every request, in turn, so that a shared machine's drift hits all three alike; the table gives the
+median over rounds of each round's p50 per mode, the ratio to off, and the spread of the rounds' p50s.
+The last line puts the connector's added time at sampling 1 against a whole search's p50 (its own
+time plus this sidecar's 100-document call, engine time left out).
 
     .venv/bin/python bench/tracing_overhead.py [--rounds 5] [--searches 2000] [--reranks 100] [--model tiny]
 """
@@ -62,12 +64,14 @@ class EncodeAndDrop:
     def __init__(self) -> None:
         from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-        self._encode, self.spans = encode_spans, 0
+        self._encode, self.spans, self.seconds = encode_spans, 0, 0.0
 
     def export(self, spans: Any) -> Any:
         from opentelemetry.sdk.trace.export import SpanExportResult
 
+        t0 = time.thread_time()
         self._encode(spans).SerializeToString()
+        self.seconds += time.thread_time() - t0
         self.spans += len(spans)
         return SpanExportResult.SUCCESS
 
@@ -102,7 +106,8 @@ def switch(mode: str, provs: dict[str, Any]) -> None:
         tracing.install(provs[mode])
 
 
-def connector_samples(count: int) -> Callable[[], list[float]]:
+def connector_search(provs: dict[str, Any]) -> Callable[[str], float]:
+    """One timed search in a given mode: seconds."""
     config = ConnectorConfig(default=RerankOptions(window=N, fields=("title", "body")),
                              sidecar=SidecarClientConfig(targets=("127.0.0.1:1",), budget_ms=10000))
     scores = [((i * 7919) % 101) / 101 for i in range(N)]
@@ -110,21 +115,19 @@ def connector_samples(count: int) -> Callable[[], list[float]]:
     answer = engine_answer(N)
     body = {"query": {"match": {"body": "lorem"}}, "size": 10}
 
-    def run() -> list[float]:
-        out = []
-        for _ in range(count):
-            t0 = time.perf_counter()
-            result = rescorer.search(lambda b, p: answer, body)
-            out.append(time.perf_counter() - t0)
-            assert result["_rescore"]["reranked"], result["_rescore"]
-        rescorer.sidecar.endpoints  # noqa: B018 - keep the client alive across rounds
-        return out
+    def run(mode: str) -> float:
+        switch(mode, provs)
+        t0 = time.perf_counter()
+        result = rescorer.search(lambda b, p: answer, body)
+        seconds = time.perf_counter() - t0
+        assert result["_rescore"]["reranked"], result["_rescore"]
+        return seconds
 
     return run
 
 
-async def sidecar_rounds(model: str, provs: dict[str, Any], rounds: int, count: int, warmup: int,
-                         connector: Callable[[], list[float]]) -> dict[str, dict[str, list[float]]]:
+async def measure(model: str, provs: dict[str, Any], rounds: int, count: int, searches: int, warmup: int,
+                  connector: Callable[[str], float]) -> dict[str, dict[str, list[float]]]:
     from rescore_sidecar.sidecar.app import Sidecar
     from rescore_sidecar.sidecar.config import SidecarConfig
 
@@ -144,17 +147,25 @@ async def sidecar_rounds(model: str, provs: dict[str, Any], rounds: int, count: 
                 switch(mode, provs)
                 for _ in range(warmup):
                     await call(request, timeout=60)
-                connector()
+                for _ in range(200):
+                    connector(mode)
+            # The mode changes with every request (in turn, the order shifting each round): a shared
+            # machine's drift, which moves p50s by more than tracing does, hits the three alike.
             for r in range(rounds):
-                for mode in (MODES if r % 2 == 0 else MODES[::-1]):
+                got: dict[str, dict[str, list[float]]] = {"connector": {m: [] for m in MODES},
+                                                          "sidecar": {m: [] for m in MODES}}
+                for i in range(count * len(MODES)):
+                    mode = MODES[(i + r) % len(MODES)]
                     switch(mode, provs)
-                    samples = []
-                    for _ in range(count):
-                        t0 = time.perf_counter()
-                        await call(request, timeout=60)
-                        samples.append(time.perf_counter() - t0)
-                    p50s["sidecar"][mode].append(statistics.median(samples) * 1000)
-                    p50s["connector"][mode].append(statistics.median(connector()) * 1000)
+                    t0 = time.perf_counter()
+                    await call(request, timeout=60)
+                    got["sidecar"][mode].append(time.perf_counter() - t0)
+                for i in range(searches * len(MODES)):
+                    mode = MODES[(i + r) % len(MODES)]
+                    got["connector"][mode].append(connector(mode))
+                for path in got:
+                    for mode in MODES:
+                        p50s[path][mode].append(statistics.median(got[path][mode]) * 1000)
                 print(f"round {r + 1}/{rounds}: " + ", ".join(
                     f"{m}: sidecar {p50s['sidecar'][m][-1]:.3f} ms, connector {p50s['connector'][m][-1]:.4f} ms"
                     for m in MODES), file=sys.stderr)
@@ -200,12 +211,13 @@ def main(argv: list[str] | None = None) -> int:
 
             model, model_name = str(build_model(os.path.join(tmp, "tiny"), kind="cross-encoder", arch="tiny")), \
                 "seeded tiny cross-encoder"
-        p50s = asyncio.run(sidecar_rounds(model, provs, args.rounds, args.reranks, args.warmup,
-                                          connector_samples(args.searches)))
+        p50s = asyncio.run(measure(model, provs, args.rounds, args.reranks, args.searches, args.warmup,
+                                   connector_search(provs)))
     for provider in provs.values():
         provider.shutdown()
-    exported = provs["sampling 1"].exporter.spans
-    print(f"{N} documents per request; {args.rounds} rounds, modes alternating; per round and mode "
+    exporter = provs["sampling 1"].exporter
+    exported = exporter.spans
+    print(f"{N} documents per request; {args.rounds} rounds, the mode changing with every request; per round and mode "
           f"{args.searches} connector searches, {args.reranks} sidecar requests; sidecar model: {model_name}, "
           f"CPU, score cache off; spans exported at sampling 1: {exported}\n")
     print(f"| path | tracing | p50 ms (median of rounds) | vs off | added µs | rounds' p50 spread ms |")
@@ -216,6 +228,12 @@ def main(argv: list[str] | None = None) -> int:
             value = statistics.median(by_mode[mode])
             spread = f"{min(by_mode[mode]):.3f}-{max(by_mode[mode]):.3f}"
             print(f"| {path} | {mode} | {value:.3f} | {value / base:.3f} | {(value - base) * 1000:+.0f} | {spread} |")
+    c_off, c_on = statistics.median(p50s["connector"]["off"]), statistics.median(p50s["connector"]["sampling 1"])
+    s_off = statistics.median(p50s["sidecar"]["off"])
+    print(f"\nbackground export at sampling 1 (the BatchSpanProcessor's thread, not in the p50s above, which it "
+          f"slows only through the GIL and the CPUs): {exporter.seconds / max(exported, 1) * 1e6:.1f} µs CPU per span")
+    print(f"connector's added p50 at sampling 1 against a search's p50 (connector + this sidecar call, "
+          f"no engine): {(c_on - c_off) / (c_off + s_off) * 100:.2f} %")
     return 0
 
 
