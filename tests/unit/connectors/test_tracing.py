@@ -158,3 +158,19 @@ def test_request_lines_are_debug_in_text_logs_and_a_bad_format_is_refused(capsys
     assert "rerank" not in capsys.readouterr().err
     with pytest.raises(ValueError, match="log format 'xml'"):
         logs.configure("INFO", "xml")
+
+
+def test_the_sidecar_imports_tracing_without_the_client_stack():
+    # connectors/__init__ loads its exports lazily: the sidecar's /metrics must not grow the
+    # connector's metrics, nor its start-up the client's imports.
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import sys
+        import rescore_sidecar.sidecar.core.accounting, rescore_sidecar.sidecar.core.queue
+        heavy = [m for m in sys.modules if m.startswith(("rescore_sidecar.connectors._", "rescore_sidecar.connectors.metrics",
+                                                         "rescore_sidecar.connectors.rescoring", "tenacity", "dns"))]
+        assert not heavy, heavy
+        from rescore_sidecar.connectors import Rescorer  # and the exports still load on use
+        print(Rescorer.__name__)
+    """)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "Rescorer"
