@@ -14,9 +14,11 @@ from typing import Any, Callable, Mapping, Sequence
 from rescore_sidecar.connectors._sidecar.client import SidecarClient
 from rescore_sidecar.connectors._core.brownout import Brownout
 from rescore_sidecar.connectors._core.experiment import experiment_steps, impression_of
+from rescore_sidecar.connectors._core.spans import marked as tracing_marked
 from rescore_sidecar.connectors._core.steps import Effect, Rerank, Steps, msearch_steps, search_steps
 from rescore_sidecar.connectors.config import ConnectorConfig
 from rescore_sidecar.connectors.feedback_log import FeedbackLog, FeedbackResult, open_sink
+from rescore_sidecar.connectors import tracing
 
 log = logging.getLogger("connectors")
 
@@ -27,7 +29,10 @@ EngineMsearchCall = Callable[[list, dict], Mapping]
 def drive(steps: Steps, engine: Callable[[Effect], Any], sidecar: Any) -> Any:
     """Carries out the steps' effects: `engine(effect)` for the engine call (its errors propagate),
     `sidecar.rerank` / `rerank_many` for sidecar calls (errors become results)."""
-    return resume(steps, engine(next(steps)), sidecar)
+    effect = next(steps)
+    with tracing.client_span(tracing.ENGINE):
+        answer = engine(effect)
+    return resume(steps, answer, sidecar)
 
 
 def resume(steps: Steps, answer: Any, sidecar: Any) -> Any:
@@ -69,20 +74,22 @@ class Rescorer:
                impression_id: str | None = None) -> Any:
         """With `config.experiment`, a search without `rerank=` runs the experiment (the response's
         `_rescore.impression_id` is what `feedback` takes); `impression_id` replays one (tests)."""
-        if self.config.experiment is not None and rerank is None:
-            steps = experiment_steps(self.config, body, params, impression_id=impression_id or uuid.uuid4().hex,
-                                     ab_key=ab_key, brownout=self.brownout)
-            out = drive(steps, lambda e: engine_search(e.body, e.params), self.sidecar)
-            self.record(out)
-            return out
-        steps = search_steps(self.config, body, params, rerank=rerank, ab_key=ab_key, brownout=self.brownout)
-        return drive(steps, lambda e: engine_search(e.body, e.params), self.sidecar)
+        with tracing.span(tracing.SEARCH) as span:
+            if self.config.experiment is not None and rerank is None:
+                steps = experiment_steps(self.config, body, params, impression_id=impression_id or uuid.uuid4().hex,
+                                         ab_key=ab_key, brownout=self.brownout)
+                out = drive(steps, lambda e: engine_search(e.body, e.params), self.sidecar)
+                self.record(out)
+                return tracing_marked(span, out)
+            steps = search_steps(self.config, body, params, rerank=rerank, ab_key=ab_key, brownout=self.brownout)
+            return tracing_marked(span, drive(steps, lambda e: engine_search(e.body, e.params), self.sidecar))
 
     def msearch(self, engine_msearch: EngineMsearchCall, searches: Sequence,
                 params: Mapping | None = None, *, rerank: Any = None, ab_key: str | None = None) -> Any:
-        steps = msearch_steps(self.config, searches, params, rerank=rerank, ab_key=ab_key,
-                              brownout=self.brownout)
-        return drive(steps, lambda e: engine_msearch(e.lines, e.params), self.sidecar)
+        with tracing.span(tracing.SEARCH) as span:
+            steps = msearch_steps(self.config, searches, params, rerank=rerank, ab_key=ab_key,
+                                  brownout=self.brownout)
+            return tracing_marked(span, drive(steps, lambda e: engine_msearch(e.lines, e.params), self.sidecar))
 
     def record(self, response: Any) -> None:
         """Logs the impression an experiment search showed; never raises (a log must not fail a search)."""

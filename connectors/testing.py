@@ -86,6 +86,7 @@ class MockCall:
     model: str
     timeout: float | None
     bypass_cache: bool = False  # what the request asked of the sidecar's score cache
+    metadata: tuple = ()  # the call's gRPC metadata (authorization, traceparent, ...) as sent
 
 
 class MockRpcError(grpc.RpcError):
@@ -137,10 +138,12 @@ class MockSidecar:
         return cls(handler, model=model)
 
     # -- what the outcome means for one call
-    def _decide(self, address: str, request: rescore_pb2.RerankRequest, timeout: float | None) -> tuple[float, Any]:
+    def _decide(self, address: str, request: rescore_pb2.RerankRequest, timeout: float | None,
+                metadata: Any = None) -> tuple[float, Any]:
         texts = [d.text for d in request.documents]
         with self._lock:
-            self.calls.append(MockCall(address, request.query, texts, request.model, timeout, request.bypass_cache))
+            self.calls.append(MockCall(address, request.query, texts, request.model, timeout, request.bypass_cache,
+                                       tuple(metadata or ())))
         outcome = self.handler(address, request.query, texts)
         delay = 0.0
         if isinstance(outcome, Delay):
@@ -160,14 +163,14 @@ class MockSidecar:
 
     def _call_sync(self, address: str, request: rescore_pb2.RerankRequest, timeout: float | None = None,
                    metadata: Any = None) -> rescore_pb2.RerankResponse:
-        delay, outcome = self._decide(address, request, timeout)
+        delay, outcome = self._decide(address, request, timeout, metadata)
         if delay:
             time.sleep(delay)
         return self._reply(request, outcome)
 
     async def _call_async(self, address: str, request: rescore_pb2.RerankRequest, timeout: float | None = None,
                           metadata: Any = None) -> rescore_pb2.RerankResponse:
-        delay, outcome = self._decide(address, request, timeout)
+        delay, outcome = self._decide(address, request, timeout, metadata)
         if delay:
             await asyncio.sleep(delay)
         return self._reply(request, outcome)

@@ -215,11 +215,20 @@ def serve_main(argv: Sequence[str]) -> int:
     except (ValidationError, ValueError) as exc:
         print(f"rescore-sidecar serve: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from rescore_sidecar.connectors import logs, tracing
+
+    logs.configure(config.log_level, config.log_format)
+    try:
+        if tracing.setup("rescore-sidecar", config.tracing):
+            log.info("tracing on: OTLP to %s", tracing.endpoint())
+    except tracing.TracingUnavailable as exc:
+        print(f"rescore-sidecar serve: {exc}", file=sys.stderr)
+        return 2
     try:
         asyncio.run(run(config))
     except Exception as exc:  # noqa: BLE001 - report start-up failures plainly
         log.error("sidecar failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
         return 1
+    finally:
+        tracing.shutdown()  # flushes the spans still batched
     return 0

@@ -134,6 +134,13 @@ class SidecarConfig(BaseSettings):
     auth_token_file: str = Field("", description="file holding the shared bearer token (wins over auth_token)")
     log_level: str = "INFO"
     log_documents: bool = Field(False, description="log query and document text (debugging only)")
+    log_format: Literal["text", "json"] = Field("text", description=(
+        "json: one object per line with trace_id/span_id, and one info line per request (docs/tracing.md)"))
+    tracing: bool = Field(False, description=(
+        "export OpenTelemetry traces over OTLP (the otel extra); endpoint, service name and sampling from the "
+        "OTEL_* variables (docs/tracing.md)"))
+    tracing_query_text: bool = Field(False, description=(
+        "put the query text on rescore.rerank spans; off: no query or document text in any span"))
 
     @field_validator("models", mode="before")
     @classmethod

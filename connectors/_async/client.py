@@ -21,6 +21,7 @@ from rescore_sidecar.connectors._sidecar.channels import AsyncChannels, auth_met
 from rescore_sidecar.connectors._sidecar.concurrency import run_all_async
 from rescore_sidecar.connectors._sidecar.endpoints import Endpoints
 from rescore_sidecar.connectors._sidecar.errors import SidecarUnavailable
+from rescore_sidecar.connectors import tracing
 from rescore_sidecar.connectors.config import SidecarClientConfig
 
 
@@ -43,13 +44,19 @@ class AsyncSidecarClient:
         endpoint, timeout = call.begin(self.endpoints)
         try:
             reply = await self._channels.stub(endpoint.address).Rerank(call.request, timeout=timeout,
-                                                                       metadata=self._metadata)
+                                                                       metadata=tracing.grpc_metadata(self._metadata))
         except grpc.RpcError as exc:
             raise call.failed(self.endpoints, endpoint, exc) from None
         return call.succeeded(self.endpoints, endpoint, reply)
 
     async def _run(self, call: Call) -> RerankResult:
-        return await AsyncRetrying(**retry_policy(call))(self._attempt, call)
+        with tracing.client_span(tracing.SIDECAR) as span:  # one per request, its attempts inside
+            try:
+                return await AsyncRetrying(**retry_policy(call))(self._attempt, call)
+            finally:
+                if span.is_recording():
+                    span.set_attributes({"rescore.endpoint": call.tried[-1] if call.tried else "",
+                                         "rescore.retries": max(len(call.tried) - 1, 0), "rescore.documents": call.n})
 
     async def _run_or_failure(self, call: Call) -> RerankResult | SidecarUnavailable:
         try:

@@ -12,6 +12,14 @@ from typing import Any, Sequence
 from rescore_sidecar.connectors._async.rescoring import AsyncRescorer
 from rescore_sidecar.connectors._core.engine_params import es_kwargs, es_split, os_params
 from rescore_sidecar.connectors.config import ConnectorConfig
+from rescore_sidecar.connectors import tracing
+
+
+def _traced(client: Any) -> Any:
+    """The elasticsearch-py client carrying the current trace context as headers (`traceparent`),
+    or itself when tracing is off."""
+    extra = tracing.headers()
+    return client.options(headers=extra) if extra else client
 
 
 class _AsyncWrapper:
@@ -45,14 +53,14 @@ class AsyncRescoringOpenSearch(_AsyncWrapper):
     async def search(self, *, body: Any = None, index: Any = None, params: Any = None, headers: Any = None,
                      rerank: Any = None, ab_key: str | None = None, **kwargs: Any) -> Any:
         async def engine(b: dict, p: dict) -> Any:
-            return await self.client.search(body=b, index=index, params=p, headers=headers)
+            return await self.client.search(body=b, index=index, params=p, headers=tracing.merged(headers))
 
         return await self.rescorer.search(engine, body, os_params(params, kwargs), rerank=rerank, ab_key=ab_key)
 
     async def msearch(self, *, body: Any, index: Any = None, params: Any = None, headers: Any = None,
                       rerank: Any = None, ab_key: str | None = None, **kwargs: Any) -> Any:
         async def engine(lines: list, p: dict) -> Any:
-            return await self.client.msearch(body=lines, index=index, params=p, headers=headers)
+            return await self.client.msearch(body=lines, index=index, params=p, headers=tracing.merged(headers))
 
         return await self.rescorer.msearch(engine, body, os_params(params, kwargs), rerank=rerank, ab_key=ab_key)
 
@@ -65,14 +73,14 @@ class AsyncRescoringElasticsearch(_AsyncWrapper):
         index, body, params, _ = es_split(kwargs)
 
         async def engine(b: dict, p: dict) -> Any:
-            return await self.client.search(index=index, body=b, **es_kwargs(p))
+            return await _traced(self.client).search(index=index, body=b, **es_kwargs(p))
 
         return await self.rescorer.search(engine, body, params, rerank=rerank, ab_key=ab_key)
 
     async def msearch(self, *, rerank: Any = None, ab_key: str | None = None, searches: Any = None,
                       body: Any = None, **kwargs: Any) -> Any:
         async def engine(lines: list, p: dict) -> Any:
-            return await self.client.msearch(searches=lines, **p)
+            return await _traced(self.client).msearch(searches=lines, **p)
 
         return await self.rescorer.msearch(engine, searches if searches is not None else body, kwargs,
                                            rerank=rerank, ab_key=ab_key)

@@ -16,7 +16,7 @@ import time
 from typing import Any, Generator, Mapping, Sequence
 
 from rescore_sidecar.connectors import metrics
-from rescore_sidecar.connectors._core import arms
+from rescore_sidecar.connectors._core import arms, spans
 from rescore_sidecar.connectors._core.brownout import Brownout
 from rescore_sidecar.connectors._core.selective import SKIPPED_CONFIDENT, engine_confident
 from rescore_sidecar.connectors._core.plan import SearchPlan, plan_search
@@ -204,6 +204,7 @@ def search_steps(config: ConnectorConfig, body: Mapping | None, params: Mapping 
                  ab_key: str | None = None, choice: arms.Choice | None = None,
                  brownout: Brownout | None = None) -> Steps:
     p, arm = plan(config, body, params, rerank, ab_key, choice)
+    spans.planned(p)
     answer = yield EngineSearch(p.body, p.params)  # engine errors propagate as they are
     started = time.perf_counter()
     response = _body(answer)
@@ -222,6 +223,8 @@ def msearch_steps(config: ConnectorConfig, searches: Sequence, params: Mapping |
                   brownout: Brownout | None = None) -> Steps:
     pairs = split_msearch(searches)
     plans = [plan(config, b, {}, rerank, ab_key, choice) for _, b in pairs]
+    if plans:
+        spans.planned(plans[0][0])
     lines: list[dict] = []
     for (header, _), (p, _) in zip(pairs, plans):
         lines += [header, p.body]

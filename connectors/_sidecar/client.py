@@ -22,6 +22,7 @@ from rescore_sidecar.connectors._sidecar.channels import Channels, auth_metadata
 from rescore_sidecar.connectors._sidecar.concurrency import run_all
 from rescore_sidecar.connectors._sidecar.endpoints import Endpoints
 from rescore_sidecar.connectors._sidecar.errors import SidecarUnavailable
+from rescore_sidecar.connectors import tracing
 from rescore_sidecar.connectors.config import SidecarClientConfig
 
 
@@ -44,13 +45,19 @@ class SidecarClient:
         endpoint, timeout = call.begin(self.endpoints)
         try:
             reply = self._channels.stub(endpoint.address).Rerank(call.request, timeout=timeout,
-                                                                 metadata=self._metadata)
+                                                                 metadata=tracing.grpc_metadata(self._metadata))
         except grpc.RpcError as exc:
             raise call.failed(self.endpoints, endpoint, exc) from None
         return call.succeeded(self.endpoints, endpoint, reply)
 
     def _run(self, call: Call) -> RerankResult:
-        return Retrying(**retry_policy(call))(self._attempt, call)
+        with tracing.client_span(tracing.SIDECAR) as span:  # one per request, its attempts inside
+            try:
+                return Retrying(**retry_policy(call))(self._attempt, call)
+            finally:
+                if span.is_recording():
+                    span.set_attributes({"rescore.endpoint": call.tried[-1] if call.tried else "",
+                                         "rescore.retries": max(len(call.tried) - 1, 0), "rescore.documents": call.n})
 
     def _run_or_failure(self, call: Call) -> RerankResult | SidecarUnavailable:
         try:

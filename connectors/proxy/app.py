@@ -8,6 +8,7 @@ import aiohttp
 from aiohttp import web
 
 from rescore_sidecar.connectors.proxy import routes
+from rescore_sidecar.connectors.proxy.observe import observed
 from rescore_sidecar.connectors.proxy.config import ProxyConfig
 from rescore_sidecar.connectors.proxy.http import (ProxyState, RequestTooLarge, error_response, read_body, record,
                                                    relay, split_target)
@@ -118,7 +119,7 @@ async def start(config: ProxyConfig, *, host: str | None = None,
         state.rescorer = create_rescorer(config)
 
     async def handler(request: web.BaseRequest) -> web.StreamResponse:
-        return await handle(request, state)
+        return await observed(request, lambda: handle(request, state))
 
     # auto_decompress=False: compressed request bodies reach the engine as sent.
     server = web.Server(handler, auto_decompress=False, access_log=None)

@@ -15,6 +15,8 @@ __all__ = ["build_parser", "main", "serve"]
 async def serve(config: ProxyConfig) -> None:
     from rescore_sidecar.connectors.proxy.app import start, stop
 
+    from rescore_sidecar.connectors import tracing
+
     runner, state, port = await start(config)
     logging.getLogger("rescore.proxy").info(
         "proxy listening on %s:%d -> %s (sidecar: %s)", config.listen_host, port,
@@ -27,6 +29,7 @@ async def serve(config: ProxyConfig) -> None:
         await done.wait()
     finally:
         await stop(runner, state)
+        tracing.shutdown()  # flushes the spans still batched
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,8 +38,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"rescore-sidecar proxy: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from rescore_sidecar.connectors import logs, tracing
+
+    logs.configure(config.log_level, config.log_format)
+    try:
+        if tracing.setup("rescore-proxy", config.tracing or tracing.switch() is True):
+            logging.getLogger("rescore.proxy").info("tracing on: OTLP to %s", tracing.endpoint())
+    except tracing.TracingUnavailable as exc:
+        print(f"rescore-sidecar proxy: {exc}", file=sys.stderr)
+        return 2
     asyncio.run(serve(config))
     return 0
 

@@ -82,6 +82,11 @@ class ProxyConfig(BaseModel):
     upstream_timeout: float = Field(300.0, gt=0, description="seconds for the upstream's whole answer")
     max_connections: int = Field(512, ge=0, description="upstream connection pool size (0 = unlimited)")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR")
+    log_format: str = Field("text", description="text, or json: one object per line with trace_id/span_id and a line "
+                                                "per request (docs/tracing.md)")
+    # OpenTelemetry (the `otel` extra): configured by the OTEL_* variables; RESCORE_TRACING=1 turns it on too.
+    tracing: bool = Field(False, description="export OpenTelemetry traces over OTLP (otel extra; OTEL_* variables "
+                                             "configure it; RESCORE_TRACING=1 also turns it on)")
 
     @property
     def listen_host(self) -> str:
@@ -102,7 +107,14 @@ class ProxyConfig(BaseModel):
             return tuple(v.strip() for v in value.split(",") if v.strip())
         return value
 
-    @field_validator("default_enabled", "sidecar_tls", "upstream_insecure", mode="before")
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        if value not in ("text", "json"):
+            raise ValueError(f"expected text or json, got {value!r}")
+        return value
+
+    @field_validator("default_enabled", "sidecar_tls", "upstream_insecure", "tracing", mode="before")
     @classmethod
     def _bool(cls, value: Any, info: Any) -> bool:
         return _parse_bool(info.field_name, value)

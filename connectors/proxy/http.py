@@ -12,6 +12,7 @@ from typing import Any, AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from rescore_sidecar.connectors.proxy import observe
 from rescore_sidecar.connectors.proxy.config import ProxyConfig
 from rescore_sidecar.connectors.proxy.metrics import ProxyMetrics
 from rescore_sidecar.connectors.proxy.upstream import Upstreams, response_headers
@@ -151,3 +152,4 @@ async def relay(request: web.BaseRequest, upstream: aiohttp.ClientResponse,
 def record(state: ProxyState, route: str, status: int, arm: str, outcome: str,
            added: float) -> None:
     state.metrics.observe(route, str(status), arm, outcome, max(added, 0.0))
+    observe.note(route, status, arm, outcome, max(added, 0.0))

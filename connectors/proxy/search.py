@@ -32,6 +32,8 @@ from rescore_sidecar.connectors.proxy.upstream import forward_headers, response_
 from rescore_sidecar.connectors._async.rescoring import AsyncRescorer, resume
 from rescore_sidecar.connectors._core.experiment import experiment_steps
 from rescore_sidecar.connectors._core.steps import EngineSearch, msearch_steps, search_steps
+from rescore_sidecar.connectors._core.spans import marked
+from rescore_sidecar.connectors import tracing
 
 # Response headers the proxy sets on every search it handles.
 MARK_HEADER = "X-Rescore"
@@ -279,6 +281,14 @@ async def _call_engine(request: web.BaseRequest, state: ProxyState, raw_path: st
 async def _rescore(request: web.BaseRequest, state: ProxyState, route: str, raw_path: str,
                    raw_query: str, headers: CIMultiDict[str], body: Any, choice: arms.Choice,
                    started: float, ab_key: str | None = None, experiment: bool = False) -> web.StreamResponse:
+    with tracing.span(tracing.SEARCH):  # as the wrappers': rescore.engine and rescore.sidecar inside
+        return await _rescored(request, state, route, raw_path, raw_query, headers, body, choice, started,
+                               ab_key, experiment)
+
+
+async def _rescored(request: web.BaseRequest, state: ProxyState, route: str, raw_path: str,
+                    raw_query: str, headers: CIMultiDict[str], body: Any, choice: arms.Choice,
+                    started: float, ab_key: str | None, experiment: bool) -> web.StreamResponse:
     params = routes.query_params(raw_query)
     arm = choice.arm
     headers.popall("Content-Encoding", None)
@@ -303,7 +313,8 @@ async def _rescore(request: web.BaseRequest, state: ProxyState, route: str, raw_
         data, query = _ndjson(call.lines), raw_query
     t0 = time.perf_counter()
     try:
-        upstream, parsed = await _call_engine(request, state, raw_path, query, headers, data)
+        with tracing.client_span(tracing.ENGINE):
+            upstream, parsed = await _call_engine(request, state, raw_path, query, headers, data)
     except EngineAnswer as answer:
         # Engine errors (and answers the proxy cannot read) reach the client as the engine sent them.
         steps.close()
@@ -314,7 +325,7 @@ async def _rescore(request: web.BaseRequest, state: ProxyState, route: str, raw_
         return web.Response(status=answer.status, reason=answer.reason, body=answer.body,
                             headers=out_headers)
     waited = time.perf_counter() - t0
-    out = await resume(steps, parsed, state.rescorer.sidecar)
+    out = marked(tracing.current(), await resume(steps, parsed, state.rescorer.sidecar))
     mark = out.get(MARKER_KEY) if route == routes.SEARCH else _msearch_mark(out.get("responses", []))
     if experiment and isinstance(mark, dict):
         state.rescorer.record(out)  # the impression, for POST /_rescore/feedback (never blocks)

@@ -9,6 +9,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from rescore_sidecar.connectors import tracing
 from rescore_sidecar.connectors.proxy.config import ProxyConfig
 
 # RFC 9110 7.6.1: meaningful for one connection only, never forwarded. Content-Length is
@@ -93,6 +94,7 @@ class Upstreams:
         (`replayable`); anything the engine answered, errors included, is the answer.
         """
         errors = []
+        tracing.inject(headers)  # the current span's traceparent replaces the client's (no-op when off)
         for base in self.order():
             try:
                 return await session.request(method, self.url_for(base, raw_path, raw_query),

@@ -7,8 +7,9 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from typing import Iterator, Protocol
+from typing import Any, Callable, Iterator, Mapping, Protocol
 
+from rescore_sidecar.connectors import logs, tracing
 from rescore_sidecar.sidecar import metrics
 
 UNKNOWN_MODEL = "unknown"
@@ -39,30 +40,54 @@ class RequestRecord:
     model: str = UNKNOWN_MODEL
     code: str | None = None  # set by finish
     started: float = dataclasses.field(default_factory=time.perf_counter)
+    transport: str = "grpc"
+    documents: int = 0  # for the request's log line
+    timings: Any = None  # the answer's rescore.v1.Timings, once scored
+    seconds: float = 0.0  # set by finish
 
     def finish(self, code: str) -> None:
         """Counts the request, its latency and (unless OK) an error under the model and `code`; once."""
         if self.code is not None:
             return
         self.code = code
+        self.seconds = time.perf_counter() - self.started
         metrics.REQUESTS.labels(self.model, code).inc()
-        metrics.REQUEST_LATENCY.labels(self.model, code).observe(time.perf_counter() - self.started)
+        metrics.REQUEST_LATENCY.labels(self.model, code).observe(self.seconds)
         if code != OK:
             metrics.ERRORS.labels(code).inc()
 
 
 @contextlib.contextmanager
-def accounted_request() -> Iterator[RequestRecord]:
-    """One Rerank request in the in-flight gauge while inside. A request the transport did not
-    finish is counted on leaving: CANCELLED when the client went away, else UNKNOWN (an
-    exception escaped the transport)."""
-    record = RequestRecord()
+def accounted_request(transport: str = "grpc",
+                      carrier: Callable[[], Mapping[str, Any]] | None = None) -> Iterator[RequestRecord]:
+    """One Rerank request in the in-flight gauge while inside, in its `rescore.rerank` server span
+    (continuing the trace context `carrier()` holds: gRPC metadata or HTTP headers, read only when
+    tracing), and its one log line on leaving. A request the transport did not finish is counted on
+    leaving: CANCELLED when the client went away, else UNKNOWN (an exception escaped the transport)."""
+    record = RequestRecord(transport=transport)
     metrics.IN_FLIGHT.inc()
-    try:
-        yield record
-    except asyncio.CancelledError:
-        record.finish("CANCELLED")
-        raise
-    finally:
-        metrics.IN_FLIGHT.dec()
-        record.finish("UNKNOWN")
+    with tracing.server_span(tracing.RERANK, carrier() if carrier and tracing.active() else None,
+                             {"rescore.transport": transport}) as span:
+        try:
+            yield record
+        except asyncio.CancelledError:
+            record.finish("CANCELLED")
+            raise
+        finally:
+            metrics.IN_FLIGHT.dec()
+            record.finish("UNKNOWN")
+            _close(span, record)
+
+
+def _close(span: Any, record: RequestRecord) -> None:
+    """The request's outcome on its span, and its log line (inside the span: it carries the ids)."""
+    if span.is_recording():
+        span.set_attributes({"rescore.model": record.model, "rpc.grpc.status_code_name": record.code or ""})
+        if record.code != OK:
+            tracing.failed(span, record.code or "")
+    t = record.timings
+    logs.request_line("rerank", {
+        "transport": record.transport, "model": record.model, "code": record.code, "documents": record.documents,
+        "took_ms": round(record.seconds * 1000, 3),
+        **({"queue_ms": round(t.queue_ms, 3), "tokenize_ms": round(t.tokenize_ms, 3),
+            "compute_ms": round(t.compute_ms, 3)} if t is not None else {})})

@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from rescore_sidecar.connectors import tracing
 from rescore_sidecar.sidecar import metrics
 from rescore_sidecar.sidecar.backends import Backend, TokenizedSequence
 from rescore_sidecar.sidecar.backends.base import EagerStages
@@ -67,6 +68,8 @@ class Job:
     compute_seconds: float = 0.0
     abandoned: bool = False  # cancelled by the client or past its deadline
     users: int = 1  # requests waiting for these rows: the one that queued them and any that joined it
+    # The forward passes it rode in, (start, end, pairs, padded tokens, padding ratio), when tracing (core/traces.py).
+    passes: list[tuple[float, float, int, int, float]] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.rows = [None] * len(self.sequences)
@@ -265,6 +268,8 @@ class ModelQueue:
             return
         sequences = [item.job.sequences[item.slot] for item in batch]
         self._observe(sequences, elapsed)
+        if tracing.active():
+            _note_pass(batch, sequences, elapsed)
         self._deliver(batch, rows, elapsed)
 
     def _observe(self, sequences: list[TokenizedSequence], elapsed: float) -> None:
@@ -288,3 +293,13 @@ class ModelQueue:
             job.remaining -= 1
             if job.remaining == 0 and not job.future.done():
                 job.future.set_result(job.rows)
+
+
+def _note_pass(batch: list[_Item], sequences: list[TokenizedSequence], elapsed: float) -> None:
+    """Notes this forward pass on each job in it, for its requests' `rescore.forward` spans."""
+    end = time.monotonic()
+    real = sum(len(seq.ids) for seq in sequences)
+    padded = max(len(seq.ids) for seq in sequences) * len(sequences)
+    entry = (end - elapsed, end, len(sequences), padded, 1 - real / padded)
+    for job in {id(item.job): item.job for item in batch}.values():
+        job.passes.append(entry)

@@ -14,7 +14,9 @@ from typing import Mapping
 
 import numpy as np
 
+from rescore_sidecar.connectors import tracing
 from rescore_sidecar.sidecar import metrics
+from rescore_sidecar.sidecar.core import traces
 from rescore_sidecar.sidecar.backends import BI_ENCODER, CROSS_ENCODER, Backend
 from rescore_sidecar.sidecar.core.queue import Job, ModelQueue
 from rescore_sidecar.sidecar.core.cache import ScoreCache, keys as cache_keys, model_namespace
@@ -98,6 +100,7 @@ class RerankService:
                             f"--model-alias NAME=SERVED)")
 
     async def rerank(self, request: pb.RerankRequest, time_remaining: float | None = None) -> pb.RerankResponse:
+        traces.started(request, self.config.tracing_query_text)
         backend = self._validate(request, time_remaining)
         self.in_flight += 1
         try:
@@ -138,13 +141,16 @@ class RerankService:
         started = time.perf_counter()
         # bypass_cache: no keys, so _rows neither reads nor fills the cache (a measured request pays full compute).
         namespace = None if request.bypass_cache else self._namespaces.get(backend.name)
-        tokenized, keys = await loop.run_in_executor(
-            self._tokenize_pool, _prepare, backend, request.query, texts, request.max_query_tokens,
-            request.max_document_tokens, namespace)
+        with tracing.span(tracing.TOKENIZE):
+            tokenized, keys = await loop.run_in_executor(
+                self._tokenize_pool, _prepare, backend, request.query, texts, request.max_query_tokens,
+                request.max_document_tokens, namespace)
         if request.bypass_cache and self.cache is not None:
             metrics.CACHE_BYPASSED.labels(backend.name).inc(len(tokenized.sequences))
         tokenize_seconds = time.perf_counter() - started
-        rows, job = await self._rows(backend, queue, tokenized.sequences, keys, deadline)
+        rows, job, hits = await self._rows(backend, queue, tokenized.sequences, keys, deadline)
+        input_tokens = sum(len(sequence.ids) for sequence in tokenized.sequences)
+        traces.scored(job, hits, input_tokens, backend.name)
 
         scores = scores_from_rows(backend, rows, raw=request.score_mode == pb.SCORE_MODE_RAW)
         order = rank_order(scores)
@@ -167,20 +173,21 @@ class RerankService:
             truncated_documents=truncated_count,
             query_truncated=tokenized.query_truncated,
             request_id=request.request_id,
-            input_tokens=sum(len(sequence.ids) for sequence in tokenized.sequences),
+            input_tokens=input_tokens,
             timings=pb.Timings(queue_ms=queue_seconds * 1000, tokenize_ms=tokenize_seconds * 1000,
                                compute_ms=compute_seconds * 1000, total_ms=(finished - received) * 1000),
         )
 
     async def _rows(self, backend: Backend, queue: ModelQueue, sequences: list, keys: list[bytes] | None,
-                    deadline: float | None) -> tuple[list[np.ndarray], Job | None]:
-        """The model's row for every sequence: from the cache, from another request's job, or computed."""
+                    deadline: float | None) -> tuple[list[np.ndarray], Job | None, int]:
+        """The model's row for every sequence: from the cache, from another request's job, or computed;
+        the job this request queued (None: none), and how many rows it did not compute (cache hits)."""
         loop = asyncio.get_running_loop()
         if self.cache is None or keys is None:
             job = Job(sequences, deadline, loop.create_future())
             queue.submit(job)
             await _wait([job], deadline)
-            return job.rows, job
+            return job.rows, job, 0
         plan = self.cache.plan(backend.name, keys)
         job = None
         if plan.compute:
@@ -199,7 +206,7 @@ class RerankService:
             rows[slot] = other.rows[index]
         for slot, source in plan.copies:
             rows[slot] = rows[source]
-        return rows, job
+        return rows, job, len(keys) - len(plan.compute) - len(plan.copies)
 
     def list_models(self) -> pb.ListModelsResponse:
         kinds = {CROSS_ENCODER: pb.MODEL_KIND_CROSS_ENCODER}

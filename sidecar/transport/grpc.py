@@ -30,7 +30,7 @@ class GrpcTransport:
         self.service = service
 
     async def rerank(self, raw: bytes, context: grpc.aio.ServicerContext) -> pb.RerankResponse:
-        with accounted_request() as record:
+        with accounted_request("grpc", lambda: dict(context.invocation_metadata() or ())) as record:
             try:
                 if self.service is None:
                     raise NotReady("models are still loading (not SERVING yet); send the request to another replica")
@@ -40,6 +40,7 @@ class GrpcTransport:
                     raise InvalidRequest(f"request is not a valid rescore.v1.RerankRequest ({exc}); "
                                          "string fields must be valid UTF-8") from exc
                 record.model = model_label(self.service, request.model)
+                record.documents = len(request.documents)
                 log.debug("rerank request_id=%s model=%s documents=%d", request.request_id, record.model,
                           len(request.documents))
                 if self.service.config.log_documents:  # opt-in only: texts may be personal data
@@ -51,6 +52,7 @@ class GrpcTransport:
                     # accept_any_model: say so, as the HTTP port's header does
                     context.set_trailing_metadata(((FALLBACK_METADATA, f"model {request.model!r} is not served; "
                                                     f"scored with {response.model!r} (accept_any_model)"),))
+                record.timings = response.timings
                 record.finish(OK)
                 return response
             except Exception as exc:  # noqa: BLE001 - every error becomes a status

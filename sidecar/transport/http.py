@@ -137,7 +137,7 @@ class HttpTransport:
 
     async def _score(self, request: web.Request, build: Callable[[dict[str, Any]], pb.RerankRequest],
                      answer: Callable[[dict[str, Any], pb.RerankRequest, pb.RerankResponse], Any]) -> web.Response:
-        with accounted_request() as record:
+        with accounted_request("http", lambda: request.headers) as record:
             try:
                 if self.service is None:
                     raise NotReady("models are still loading (not ready yet); send the request to another replica")
@@ -145,6 +145,7 @@ class HttpTransport:
                 rerank_request, timeout = build(body), _timeout(request, body)
                 rerank_request.bypass_cache = _bypass(request, body)
                 record.model = model_label(self.service, rerank_request.model)
+                record.documents = len(rerank_request.documents)
                 log.debug("http rerank path=%s model=%s documents=%d", request.path, record.model,
                           len(rerank_request.documents))
                 if self.config.log_documents:  # opt-in only: texts may be personal data
@@ -152,6 +153,7 @@ class HttpTransport:
                              [doc.text for doc in rerank_request.documents])
                 response = await self.service.rerank(rerank_request, timeout)
                 payload = answer(body, rerank_request, response)
+                record.timings = response.timings
                 record.finish(OK)
                 headers = {}
                 requested = rerank_request.model
