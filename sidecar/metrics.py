@@ -8,8 +8,8 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 
 REQUEST_LATENCY = Histogram(
-    "rescore_request_duration_seconds", "Rerank request latency, receipt to response.",
-    ["model", "code"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
+    "rescore_request_duration_seconds", "Rerank request latency, receipt to response, by transport (grpc, http).",
+    ["model", "code", "transport"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
 REQUESTS = Counter("rescore_requests_total", "Rerank requests by model and status code.",
                    ["model", "code"], registry=REGISTRY)
 ERRORS = Counter("rescore_errors_total", "Requests that ended in an error, by status code.",

@@ -32,8 +32,20 @@ def test_ok_request_is_counted_without_an_error():
         assert _value("rescore_requests_total", model="acc-ok", code="OK") == before[0] + 1
         record.finish("INTERNAL")  # once only
     assert _value("rescore_requests_total", model="acc-ok", code="OK") == before[0] + 1
-    assert _value("rescore_request_duration_seconds_count", model="acc-ok", code="OK") >= 1
+    assert _value("rescore_request_duration_seconds_count", model="acc-ok", code="OK", transport="grpc") >= 1
     assert _value("rescore_errors_total", code="OK") == before[1]
+
+
+def test_latency_is_labelled_with_the_transport_the_request_came_in_on():
+    """The dashboard's server-side p50/p99 per transport reads this label; the counters stay per model."""
+    for transport in ("grpc", "http"):
+        with accounted_request(transport) as record:
+            record.model = "acc-transport"
+            record.finish(OK)
+    for transport in ("grpc", "http"):
+        assert _value("rescore_request_duration_seconds_count", model="acc-transport", code="OK",
+                      transport=transport) == 1
+    assert _value("rescore_requests_total", model="acc-transport", code="OK") == 2
 
 
 def test_error_code_counts_an_error_and_the_gauge_returns():
