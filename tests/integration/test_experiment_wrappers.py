@@ -1,6 +1,7 @@
 """Interleaved and split experiments through the sync and async wrappers, against a real OpenSearch
 node and a real sidecar (tiny model): the merged page, feedback into the event log, the log read
-back by `rescore-sidecar ab report --json`, and an arm that falls back serving the other's list."""
+back by `rescore-sidecar ab report --json`, and an arm that falls back serving the other's list.
+One test runs the interleaved search, feedback and the index sink against Elasticsearch too."""
 from __future__ import annotations
 
 import asyncio
@@ -10,8 +11,9 @@ import sys
 
 import pytest
 
-from rescore_sidecar.connectors import (Arm, AsyncRescoringOpenSearch, ConnectorConfig, Experiment, FeedbackError,
-                                        RerankOptions, RescoringOpenSearch, SidecarClientConfig)
+from rescore_sidecar.connectors import (Arm, AsyncRescoringElasticsearch, AsyncRescoringOpenSearch, ConnectorConfig,
+                                        Experiment, FeedbackError, RerankOptions, RescoringElasticsearch,
+                                        RescoringOpenSearch, SidecarClientConfig)
 from rescore_sidecar.tools.sidecar_process import sidecar_process
 
 INDEX = "experiment-corpus"
@@ -177,3 +179,37 @@ def test_events_into_an_engine_index(node, sidecar):
     assert sorted(d["type"] for d in docs) == ["feedback", "impression"]
     assert {d.get("id") or d.get("impression_id") for d in docs} == {out["_rescore"]["impression_id"]}
     assert client.rescorer.feedback_log.write_errors == 0
+
+
+def test_elasticsearch_interleaved_search_feedback_and_index_sink(elasticsearch_node, sidecar):
+    """The same experiment over elasticsearch-py (sync and async), its events indexed into Elasticsearch."""
+    engine = elasticsearch_node.client()
+    if not engine.indices.exists(index=INDEX):
+        ops = []
+        for i in range(30):
+            ops += [{"index": {"_index": INDEX, "_id": f"d{i}"}}, _doc(i)]
+        engine.bulk(operations=ops, refresh=True)
+    engine_ids = [h["_id"] for h in engine.search(index=INDEX, query=BODY["query"], size=20)["hits"]["hits"]]
+    index = "ab-events-es"
+    config = _config(sidecar, f"{elasticsearch_node.url}/{index}")
+    client = RescoringElasticsearch(elasticsearch_node.client(), config)
+    out = client.search(index=INDEX, body=BODY)
+    _check_interleaved(out, engine_ids)
+    impression = out["_rescore"]["impression_id"]
+    model_team = [h["_id"] for h in out["hits"]["hits"] if h["_rescore"]["team"] == "model"]
+    assert client.feedback(impression, clicked=model_team[:1]).accepted == tuple(model_team[:1])
+
+    async def run_async() -> str:
+        async with AsyncRescoringElasticsearch(elasticsearch_node.async_client(), config) as aclient:
+            aout = await aclient.search(index=INDEX, body=BODY)
+            _check_interleaved(aout, engine_ids)
+            return aout["_rescore"]["impression_id"]
+
+    async_impression = asyncio.run(run_async())
+    client.close()  # writes what is queued
+    assert client.rescorer.feedback_log.write_errors == 0
+    engine.indices.refresh(index=index)
+    docs = [h["_source"] for h in engine.search(index=index, query={"term": {"experiment.keyword": "exp"}},
+                                                   size=10)["hits"]["hits"]]
+    assert sorted(d["type"] for d in docs) == ["feedback", "impression", "impression"]
+    assert {d.get("id") or d.get("impression_id") for d in docs} == {impression, async_impression}
