@@ -19,6 +19,7 @@ import time
 from typing import Sequence
 
 from rescore_sidecar.tools.eval.collection import Collection, CollectionError
+from rescore_sidecar.tools.eval.report import SystemRun
 from rescore_sidecar.tools.eval.services import ServiceError, open_engine, open_sidecar, sigterm_as_interrupt
 from rescore_sidecar.tools.finetune.data import (FinetuneError, Pair, click_triplets, judged_pairs, judged_triplets,
                                                  split_queries)
@@ -150,6 +151,9 @@ def run(args: argparse.Namespace, log=print) -> int:
         losses = [h["loss"] for h in result["log_history"] if "loss" in h]
         log(f"trained {result['global_step']} steps in {minutes:.1f} min; loss {losses[0]:.4f} -> {losses[-1]:.4f}"
             if losses else f"trained {result['global_step']} steps in {minutes:.1f} min")
+        if losses and losses[-1] > 0.9 * losses[0]:
+            log(f"WARNING: the training loss fell by less than 10% ({losses[0]:.4f} -> {losses[-1]:.4f}): the model "
+                "has barely learned; more steps, a higher --learning-rate or a cross-encoder --start would help")
         log(f"wrote {settings.output} (serve it: rescore-sidecar serve --model {settings.output})")
         if args.eval:
             evaluate(stack, args, collection.subset(list(split.held_out)), engine, log)
@@ -174,6 +178,27 @@ def evaluate(stack: contextlib.ExitStack, args: argparse.Namespace, held_out: Co
     paths = write_all(report, args.out.with_name(args.out.name + ".eval"))
     print(paths["markdown"].read_text(), end="")
     log(f"wrote {paths['json']}, {paths['markdown']}, {paths['plot']}")
+    for line in verdict(report.baseline, *report.candidates):
+        log(line)
+
+
+def verdict(engine: SystemRun, start: SystemRun, tuned: SystemRun, metric: str = "ndcg@10") -> list[str]:
+    """What the held-out numbers say about serving the fine-tuned model: one line against each of
+    engine order and the start model, and a warning when it is significantly worse than either
+    (a fine-tuning run can make a model worse: too few steps, or negatives that teach the wrong thing)."""
+    from rescore_sidecar.tools.eval.metrics import compare
+
+    lines, worse = [], []
+    for name, other in (("engine order", engine), ("the start model", start)):
+        c = compare(metric, other.per_query[metric], tuned.per_query[metric])
+        lines.append(f"held-out {metric}: fine-tuned {c.candidate:.4f} vs {name} {c.baseline:.4f} "
+                     f"({c.delta:+.4f}, 95% CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}])")
+        if c.ci_high < 0:
+            worse.append(name)
+    if worse:
+        lines.append(f"WARNING: the fine-tuned model is significantly worse than {' and '.join(worse)} on the "
+                     "held-out queries; do not serve it (docs/finetune.md, 'When the result is worse')")
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
