@@ -161,6 +161,9 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=16, help="timed 100-document requests per row (x2 for 20)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--no-sweep", action="store_true", help="skip the 16k/32k batch-budget rows")
+    parser.add_argument("--profile", type=pathlib.Path, default=None, metavar="DIR", help=(
+        "after each shape's timed rows, one more bf16 sidecar with profile_dir=DIR/SHAPE serves the "
+        "100-document requests at the most clients (untimed); its op table's top lines are printed"))
     args = parser.parse_args()
 
     import torch
@@ -179,6 +182,7 @@ def main() -> int:
     texts = (cranfield_texts(args.data)[0] if (args.data / "cran.all.1400").exists()
              else [" ".join(random.Random(i).choice(WORDS) for _ in range(300)) for i in range(200)])
     queries = [" ".join(random.Random(-i).choice(WORDS) for _ in range(6)) for i in range(64)]
+    profiles: list[pathlib.Path] = []
     rows: list[tuple] = []  # (section, workload, system, clients, docs, pairs/s, p50, p99, reqs, note)
     started = time.perf_counter()
 
@@ -261,6 +265,9 @@ def main() -> int:
                 add(f"{lo}-{hi} tok", f"sidecar bf16 max_batch_tokens={budget}", clients, docs_big,
                     measure(Client(sweep.address, "bf16", clients), big, 2 * clients))
                 sweep.close()
+            if args.profile:
+                profiles.append(profile_shape(args.profile / shape, models["bf16"], device, big, max(args.clients),
+                                              skip=1 if small else 4))
 
     print(f"\nmachine: {machine()}")
     print(f"run: {time.perf_counter() - started:.0f} s{' | --smoke: test sizes, figures mean nothing' if small else ''}"
@@ -273,7 +280,25 @@ def main() -> int:
         print("| " + " | ".join(cells) + " |")
     print()
     print("\n".join(target_lines(rows, peak, max(args.clients), min(args.clients), docs_big, docs_small)))
+    for ops in profiles:
+        print(f"\n{ops}:\n" + "\n".join(ops.read_text().splitlines()[:25]) if ops.exists() else f"\nmissing: {ops}")
     return 0
+
+
+def profile_shape(directory: pathlib.Path, model: str, device, requests, clients: int, skip: int) -> pathlib.Path:
+    """A sidecar with profile_dir serving `requests` twice at `clients` (the window opens after `skip`
+    batches); returns its op table (written once 20 batches filled the window, or at shutdown)."""
+    proc = SidecarProcess({"bf16": model}, extra_args=[
+        "--device", str(device), "--cache-bytes", "0", "--profile-dir", str(directory),
+        "--profile-skip-batches", str(skip), "--profile-batches", "20"])
+    proc.start(timeout=600)
+    try:
+        client = Client(proc.address, "bf16", clients)
+        for _ in range(2):
+            client.run(requests)
+    finally:
+        proc.close()
+    return directory / "bf16.ops.txt"
 
 
 def target_lines(rows, peak, many: int, one: int, docs_big: int, docs_small: int) -> list[str]:

@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import logging
+import pathlib
 import signal
 import sys
 import time
@@ -24,6 +25,7 @@ from rescore_sidecar.sidecar import settings
 from rescore_sidecar.sidecar.backends import Backend, load_backend
 from rescore_sidecar.sidecar.core.cache import ScoreCache
 from rescore_sidecar.sidecar.core.calibration import calibration_inputs
+from rescore_sidecar.sidecar.core.profiling import BatchProfiler, ProfileSpec
 from rescore_sidecar.sidecar.core.queue import BatchLimits, ModelQueue, default_batch_tokens
 from rescore_sidecar.sidecar.core.tokenization import tokenize_request
 from rescore_sidecar.sidecar.config import SidecarConfig, load_config
@@ -110,7 +112,10 @@ class Sidecar:
             if key not in compute_pools:
                 compute_pools[key] = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"compute-{key}")
                 self._pools.append(compute_pools[key])
-            queue = ModelQueue(backend, compute_pools[key], limits)
+            profiler = (BatchProfiler(ProfileSpec(pathlib.Path(cfg.profile_dir), cfg.profile_batches,
+                                                  cfg.profile_skip_batches), backend.name)
+                        if cfg.profile_dir else None)
+            queue = ModelQueue(backend, compute_pools[key], limits, profiler)
             queue.start()
             self._queues[backend.name] = queue
         default = cfg.default_model or next(iter(backends))

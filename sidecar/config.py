@@ -127,6 +127,12 @@ class SidecarConfig(BaseSettings):
     cache_bytes: ByteSize = Field(ByteSize(256 * 1024 * 1024), ge=0, description=(
         "score cache size (bytes, or with a unit: 512MiB, 2GB); 0 = off. Remembers model outputs by exact "
         "input tokens: repeated pairs and seen bi-encoder documents cost no forward pass"))
+    profile_dir: str = Field("", description=(
+        "diagnostics: write a torch.profiler trace and op table per model here, over profile_batches batches "
+        "after the first profile_skip_batches (every thread, CUDA kernels included); slows serving while it "
+        "records; empty = off"))
+    profile_batches: int = Field(20, ge=1, description="batches in the profile_dir window")
+    profile_skip_batches: int = Field(10, ge=0, description="batches finished before the profile_dir window opens")
     tls_cert_file: str = Field("", description="PEM certificate chain; with tls_key_file turns on TLS")
     tls_key_file: str = Field("", description="PEM private key of tls_cert_file")
     tls_client_ca_file: str = Field("", description="PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)")

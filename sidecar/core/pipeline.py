@@ -19,6 +19,7 @@ import numpy as np
 
 from rescore_sidecar.sidecar.backends import TokenizedSequence
 from rescore_sidecar.sidecar.backends.base import Stages
+from rescore_sidecar.sidecar.core.profiling import BatchProfiler
 
 # Called on the event loop with the batch's rows (or the exception that failed it) and its seconds
 # from the start of its launch to its rows on the host.
@@ -28,8 +29,10 @@ OnDone = Callable[[np.ndarray | BaseException, float], None]
 class Pipeline:
     """Batches in flight for one model: `acquire` a slot, then `start` a batch in it."""
 
-    def __init__(self, stages: Stages, compute: concurrent.futures.Executor, name: str = "model") -> None:
+    def __init__(self, stages: Stages, compute: concurrent.futures.Executor, name: str = "model",
+                 profiler: BatchProfiler | None = None) -> None:
         self.stages = stages
+        self.profiler = profiler
         self.depth = max(int(getattr(stages, "depth", 1)), 1)
         self._compute = compute
         self._slots = asyncio.Semaphore(self.depth)
@@ -58,6 +61,8 @@ class Pipeline:
 
     def start(self, sequences: Sequence[TokenizedSequence], on_done: OnDone) -> asyncio.Task:
         """Runs a batch in the slot the caller acquired; the slot is released when it ends."""
+        if self.profiler is not None:
+            self.profiler.batch_starting()
         task = asyncio.get_running_loop().create_task(self._run(list(sequences), on_done))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -92,6 +97,8 @@ class Pipeline:
             on_done(rows, elapsed)
         finally:
             self._slots.release()
+            if self.profiler is not None:
+                self.profiler.batch_done()
 
     async def drain(self) -> None:
         """Waits for every batch in flight."""
@@ -108,3 +115,5 @@ class Pipeline:
             await asyncio.gather(*tasks, return_exceptions=True)
         for pool in self._pools:
             pool.shutdown(wait=False, cancel_futures=True)
+        if self.profiler is not None:
+            self.profiler.close()

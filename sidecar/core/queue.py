@@ -27,6 +27,7 @@ from rescore_sidecar.sidecar import metrics
 from rescore_sidecar.sidecar.backends import Backend, TokenizedSequence
 from rescore_sidecar.sidecar.backends.base import EagerStages
 from rescore_sidecar.sidecar.core.pipeline import Pipeline
+from rescore_sidecar.sidecar.core.profiling import BatchProfiler
 from rescore_sidecar.sidecar.core.errors import Overloaded, RequestTooLarge
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,8 @@ def plan_batches(lengths: Sequence[int], max_tokens: int, max_pairs: int) -> lis
 class ModelQueue:
     """The queue and batching loop of one model."""
 
-    def __init__(self, backend: Backend, compute: concurrent.futures.Executor, limits: BatchLimits) -> None:
+    def __init__(self, backend: Backend, compute: concurrent.futures.Executor, limits: BatchLimits,
+                 profiler: BatchProfiler | None = None) -> None:
         self.backend = backend
         self.limits = limits
         self._compute = compute
@@ -137,7 +139,7 @@ class ModelQueue:
         self._depth = metrics.QUEUE_DEPTH.labels(backend.name)
         # a backend without stages (test doubles, tools) runs `forward` as one stage
         stages = backend.stages if hasattr(backend, "stages") else EagerStages(lambda batch: backend.forward(batch))
-        self._pipeline = Pipeline(stages, compute, backend.name)
+        self._pipeline = Pipeline(stages, compute, backend.name, profiler)
 
     @property
     def depth(self) -> int:

@@ -42,9 +42,10 @@ def test_readme_gpu_command_runs_on_cpu_at_test_size(tmp_path):
 
 
 def test_gpu_bench_smoke_writes_the_whole_table_on_cpu(tmp_path):
-    """bench/gpu.py --smoke: every section of the GPU table at test size; fp8 rows say why CPU refuses it."""
+    """bench/gpu.py --smoke: every section of the GPU table at test size; fp8 rows say why CPU refuses it;
+    --profile leaves a sidecar's torch.profiler trace and op table per shape and prints the table."""
     command = [sys.executable, str(ROOT / "bench" / "gpu.py"), "--smoke", "--requests", "2", "--clients", "1", "2",
-               "--data", str(tmp_path)]  # no Cranfield there: generated text
+               "--data", str(tmp_path), "--profile", str(tmp_path / "prof")]  # no Cranfield there: generated text
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-4000:]
     table = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ") and "---" not in line]
@@ -59,3 +60,8 @@ def test_gpu_bench_smoke_writes_the_whole_table_on_cpu(tmp_path):
         assert all("refused: precision fp8 needs a CUDA GPU" in r[9] for r in serve if "fp8" in r[2])
         assert len([r for r in rows if r[0] == "alone" and r[1].startswith(shape) and r[5]]) == 2
     assert "texts: generated words" in done.stdout and "MiniLM shape:" in done.stdout
+    for shape in ("bge-m3", "minilm"):
+        ops = tmp_path / "prof" / shape / "bf16.ops.txt"
+        assert ops.read_text().startswith("model bf16: ") and "aten::addmm" in ops.read_text()
+        assert (tmp_path / "prof" / shape / "bf16.trace.json").stat().st_size > 0
+        assert f"{ops}:\nmodel bf16: " in done.stdout
