@@ -32,6 +32,10 @@ class ProfileSpec:
 class BatchProfiler:
     """Counts a model's finished batches and profiles the window [skip, skip + batches)."""
 
+    # torch's profiler is one per process: with several models, one window at a time (the next
+    # model's window opens at its first batch after the running one closed)
+    running: BatchProfiler | None = None
+
     def __init__(self, spec: ProfileSpec, name: str) -> None:
         self.spec = spec
         self.name = name
@@ -39,6 +43,7 @@ class BatchProfiler:
         self.written: asyncio.Future | None = None  # set once the window closed: resolves to the files
         self._profiler: Any = None
         self._opened = 0.0
+        self._first = 0  # finished batches when the window opened
 
     @property
     def active(self) -> bool:
@@ -47,13 +52,13 @@ class BatchProfiler:
     def batch_starting(self) -> None:
         """Called on the event loop as each batch of the model starts: opens the window once `skip`
         batches have finished."""
-        if self.finished >= self.spec.skip and self.written is None and not self.active:
+        if self.finished >= self.spec.skip and self.written is None and BatchProfiler.running is None:
             self._open()
 
     def batch_done(self) -> None:
         """Called on the event loop after each batch of the model (failed ones included)."""
         self.finished += 1
-        if self.active and self.finished >= self.spec.skip + self.spec.batches:
+        if self.active and self.finished - self._first >= self.spec.batches:
             self._close()
 
     def _open(self) -> None:
@@ -69,14 +74,17 @@ class BatchProfiler:
             every_thread = {}
         self._profiler = profile(activities=activities, record_shapes=True, **every_thread)
         self._profiler.start()
+        BatchProfiler.running = self
         self._opened = time.perf_counter()
+        self._first = self.finished
         log.info("profiling model %r: %d batches after the first %d", self.name, self.spec.batches, self.finished)
 
     def _close(self) -> None:
         profiler, self._profiler = self._profiler, None
         profiler.stop()
+        BatchProfiler.running = None
         seconds = time.perf_counter() - self._opened
-        batches = self.finished - self.spec.skip
+        batches = self.finished - self._first
         # writing a trace takes seconds: off the event loop
         self.written = asyncio.get_running_loop().run_in_executor(None, self._write, profiler, batches, seconds)
 

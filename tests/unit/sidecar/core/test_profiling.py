@@ -75,3 +75,25 @@ def test_a_window_cut_short_by_shutdown_still_writes_what_it_recorded(tmp_path):
     _, ops = asyncio.run(main())
     assert ops.read_text().startswith("model bi: 2 batches in")
 
+
+
+def test_two_models_take_turns_with_the_one_process_profiler(tmp_path):
+    async def main():
+        compute = concurrent.futures.ThreadPoolExecutor(1)
+        first = BatchProfiler(ProfileSpec(tmp_path, batches=2, skip=0), "a")
+        second = BatchProfiler(ProfileSpec(tmp_path, batches=1, skip=0), "b")
+        a, b = Pipeline(linear_stages(), compute, "a", first), Pipeline(linear_stages(), compute, "b", second)
+        await run_batches(a, 1)
+        await run_batches(b, 1)
+        assert first.active and not second.active  # b waits for a's window
+        await run_batches(a, 1)
+        await first.written
+        await run_batches(b, 1)
+        files = await second.written
+        await a.close()
+        await b.close()
+        compute.shutdown()
+        return files
+
+    _, ops = asyncio.run(main())
+    assert ops.read_text().startswith("model b: 1 batches in")
