@@ -15,7 +15,7 @@ Schema = dict[str, Any]
 
 _TEXT_OBJECT: Schema = {"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}}
 _COMMON: dict[str, Schema] = {
-    "model": {"type": "string", "description": "a served model, an alias of one, or absent for the default"},
+    "model": {"type": "string", "description": "a served model, an alias of one, or absent (or empty) for the default"},
     "query": {"type": "string", "pattern": "\\S", "description": "not blank"},
     "raw_scores": {"type": "boolean", "default": False, "description": "the logit instead of the normalized score"},
     "timeout_ms": {"type": "number", "exclusiveMinimum": 0, "description": "the client's deadline (also the "
@@ -50,9 +50,21 @@ UNSUPPORTED: dict[str, str] = {
 }
 
 
+def _nullable(field: Schema) -> Schema:
+    """`null` in an optional field means the field is absent (clients that serialise unset fields
+    as null, e.g. pydantic models dumped without exclude_none); http_bodies.get_field reads it so."""
+    if "type" not in field:
+        return {"anyOf": [field, {"type": "null"}]}
+    nullable = {**field, "type": [field["type"], "null"]}
+    if "enum" in field:
+        nullable["enum"] = [*field["enum"], None]
+    return nullable
+
+
 def _request(fields: dict[str, Schema], required: list[str]) -> Schema:
     # additionalProperties stays open: fields of no known schema are ignored (see the module doc).
-    return {"type": "object", "required": required, "properties": fields}
+    properties = {name: field if name in required else _nullable(field) for name, field in fields.items()}
+    return {"type": "object", "required": required, "properties": properties}
 
 
 COHERE_REQUEST = _request(COHERE_FIELDS, ["query", "documents"])

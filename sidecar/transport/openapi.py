@@ -55,7 +55,7 @@ def served_document(models: Sequence[str] | None, max_documents: int) -> dict[st
         properties = document["components"]["schemas"][name]["properties"]
         properties[array]["maxItems"] = max_documents
         if models is not None:
-            properties["model"] = {**properties["model"], "enum": sorted(models)}
+            properties["model"] = {**properties["model"], "enum": [*sorted(models), "", None]}  # the default
     return document
 
 

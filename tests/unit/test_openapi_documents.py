@@ -51,7 +51,7 @@ def test_served_document_narrows_models_and_documents_to_this_server():
     from rescore_sidecar.sidecar.transport.openapi import served_document
 
     schemas = served_document(["ce", "rerank-v3.5"], 16)["components"]["schemas"]
-    assert schemas["CohereRequest"]["properties"]["model"]["enum"] == ["ce", "rerank-v3.5"]
+    assert schemas["CohereRequest"]["properties"]["model"]["enum"] == ["ce", "rerank-v3.5", "", None]  # "" and null: the default
     assert schemas["TeiRequest"]["properties"]["texts"]["maxItems"] == 16
     anything = served_document(None, 16)["components"]["schemas"]["CohereRequest"]["properties"]["model"]
     assert "enum" not in anything  # accept_any_model: every name is served

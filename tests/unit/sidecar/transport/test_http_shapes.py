@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import jsonschema
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -12,6 +13,7 @@ from rescore_sidecar.sidecar.app import Sidecar
 from rescore_sidecar.sidecar.config import SidecarConfig
 from rescore_sidecar.sidecar.core.tokenization import tokenize_request
 from rescore_sidecar.sidecar.transport.http import FALLBACK_HEADER, HttpTransport
+from rescore_sidecar.sidecar.transport.http_schemas import ANY_RERANK_REQUEST, COHERE_FIELDS, TEI_FIELDS
 
 QUERY = "pressure distribution on a slender wing"
 DOCS = ["wing " * 100, "drag of a body", "heat transfer"]
@@ -112,3 +114,22 @@ async def test_an_alias_of_a_model_not_served_stops_the_start(short_cross_encode
     with pytest.raises(ValueError, match="model_aliases name models that are not served"):
         async with http_sidecar(short_cross_encoder, model_aliases={"rerank-v3.5": "typo"}):
             pass
+
+
+@pytest.mark.parametrize("fields", [TEI_FIELDS, COHERE_FIELDS], ids=["tei", "cohere"])
+async def test_null_in_an_optional_field_means_absent_in_the_schema_and_the_answer(short_cross_encoder, fields):
+    # Clients that dump unset fields as null (pydantic without exclude_none) must get the plain answer.
+    docs_key = "texts" if fields is TEI_FIELDS else "documents"
+    plain = {"query": QUERY, docs_key: DOCS}
+    nulls = {**plain, **{name: None for name in fields if name not in plain}}
+    jsonschema.validate(nulls, ANY_RERANK_REQUEST)  # the OpenAPI schema allows null ...
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**plain, "query": None}, ANY_RERANK_REQUEST)  # ... only where a field is optional
+    async with http_sidecar(short_cross_encoder) as (_, client):
+        with_nulls, without = (await client.post("/rerank", json=nulls)), (await client.post("/rerank", json=plain))
+        assert (with_nulls.status, without.status) == (200, 200), await with_nulls.text()
+        answers = [await reply.json() for reply in (with_nulls, without)]
+        for answer in answers:
+            if isinstance(answer, dict):
+                answer.pop("id")  # Cohere's answer names the request
+        assert answers[0] == answers[1]
