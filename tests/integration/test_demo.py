@@ -33,10 +33,17 @@ def _addresses(output: str) -> tuple[str, str]:
     return engine, sidecar
 
 
+def _sigint_as_at_a_terminal() -> None:
+    # A job a non-interactive shell starts with `&` inherits SIGINT ignored, and Python then never turns
+    # Ctrl-C into KeyboardInterrupt: the demo would rightly keep running. The user at a terminal has it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _demo(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "rescore_sidecar.tools", "demo", "--no-progress", *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "COLUMNS": "120", "PYTHONIOENCODING": "utf-8"})
+                            env={**os.environ, "COLUMNS": "120", "PYTHONIOENCODING": "utf-8"},
+                            preexec_fn=_sigint_as_at_a_terminal)
 
 
 def test_demo_runs_end_to_end_and_cleans_up() -> None:
